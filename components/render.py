@@ -1,0 +1,238 @@
+"""Pure renderers: kind config, containerd patch, hosts.toml, registry environments, scripts.
+
+No Pulumi import and no clock, randomness or dict-order dependence: the program
+and ``python -m components.cli render`` call these same functions, so what a
+preview shows is exactly what ``render`` writes, byte for byte.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import shlex
+from collections.abc import Mapping
+
+from pathlib import Path
+
+import yaml
+
+from components.config import REGISTRY_API_PORT, REGISTRY_DEBUG_PORT, Mirror, Settings
+
+#: Where every node's containerd looks for per-registry hosts.toml files.
+CERTS_DIR = "/etc/containerd/certs.d"
+
+#: Host ports (on 127.0.0.1) → NodePorts of the services users open in a browser.
+UI_PORTS = {"grafana": (3000, 30300), "prometheus": (9090, 30900), "jaeger": (16686, 31686)}
+
+#: The cache containers' entrypoint script, shipped into the container by the program.
+CACHE_ENTRYPOINT = Path(__file__).with_name("registry-entrypoint.sh")
+#: Where the script lives inside the container.
+CACHE_ENTRYPOINT_PATH = "/usr/local/bin/localdev-registry-entrypoint"
+#: The registry:3 image's config file, passed to the entrypoint as its argument.
+REGISTRY_CONFIG_PATH = "/etc/distribution/config.yml"
+
+#: Environment keys whose values never appear in rendered files or logs.
+SECRET_ENV_KEYS = frozenset({"REGISTRY_PROXY_PASSWORD"})
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Writes multi-line strings as YAML literal blocks, so configs read as they will be applied."""
+
+
+def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _str_representer)
+
+
+def dump_yaml(data: object) -> str:
+    """Deterministic YAML: keys in insertion order, multi-line strings as blocks."""
+    return yaml.dump(data, Dumper=_BlockDumper, sort_keys=False, default_flow_style=False)
+
+
+def render_containerd_patch() -> str:
+    """The node containerd patch: ``config_path`` only.
+
+    Setting ``registry.mirrors`` next to ``config_path`` makes containerd refuse
+    to load its CRI plugin (FIELD-NOTES), so mirrors live in hosts.toml files.
+    """
+    return f'[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "{CERTS_DIR}"\n'
+
+
+def render_kind_config(settings: Settings) -> str:
+    """kind's Cluster config: nodes, the containerd patch, UI ports on 127.0.0.1."""
+    control_plane: dict[str, object] = {"role": "control-plane", "image": settings.node_image}
+    nodes = [dict(control_plane) for _ in range(settings.control_planes)]
+    nodes[0]["extraPortMappings"] = [
+        {"containerPort": node_port, "hostPort": host_port, "listenAddress": "127.0.0.1", "protocol": "TCP"}
+        for host_port, node_port in UI_PORTS.values()
+    ]
+    nodes += [{"role": "worker", "image": settings.node_image} for _ in range(settings.workers)]
+    config = {
+        "kind": "Cluster",
+        "apiVersion": "kind.x-k8s.io/v1alpha4",
+        "name": settings.cluster_name,
+        "networking": {"apiServerAddress": "127.0.0.1"},
+        "containerdConfigPatches": [render_containerd_patch()],
+        "nodes": nodes,
+    }
+    return dump_yaml(config)
+
+
+def render_hosts_toml(server: str | None, host_url: str, capabilities: tuple[str, ...] = ("pull", "resolve")) -> str:
+    """One ``certs.d/<host>/hosts.toml``: try ``host_url`` first, fall back to ``server``."""
+    caps = ", ".join(json.dumps(c) for c in capabilities)
+    head = f"server = {json.dumps(server)}\n\n" if server else ""
+    return f"{head}[host.{json.dumps(host_url)}]\n  capabilities = [{caps}]\n"
+
+
+def render_node_hosts(settings: Settings) -> dict[str, str]:
+    """Every hosts.toml a node needs, keyed by path relative to ``CERTS_DIR``."""
+    files = {
+        f"{mirror.host}/hosts.toml": render_hosts_toml(
+            server=mirror.remote_url, host_url=f"http://{settings.cache_name(mirror)}:{REGISTRY_API_PORT}"
+        )
+        for mirror in settings.mirrors
+    }
+    # The push registry has no upstream to fall back to, and must accept pushes.
+    files[f"{settings.push_host}/hosts.toml"] = render_hosts_toml(
+        server=None,
+        host_url=f"http://{settings.push_name}:{REGISTRY_API_PORT}",
+        capabilities=("pull", "resolve", "push"),
+    )
+    return dict(sorted(files.items()))
+
+
+def _registry_common_env() -> dict[str, str]:
+    return {
+        "REGISTRY_HTTP_DEBUG_ADDR": f"0.0.0.0:{REGISTRY_DEBUG_PORT}",
+        "REGISTRY_HTTP_DEBUG_PROMETHEUS_ENABLED": "true",
+        "REGISTRY_HTTP_DEBUG_PROMETHEUS_PATH": "/metrics",
+        # registry:3 otherwise tries to export traces to localhost:4318 and logs each failure.
+        "OTEL_TRACES_EXPORTER": "none",
+    }
+
+
+def render_cache_env(settings: Settings, mirror: Mirror, *, with_credentials: bool = False) -> dict[str, str]:
+    """Environment of a pull-through cache container.
+
+    With ``with_credentials`` the upstream username is included and the password
+    is a placeholder key whose value the caller supplies as a secret.
+    """
+    env = {
+        "REGISTRY_PROXY_REMOTEURL": mirror.remote_url,
+        "REGISTRY_PROXY_TTL": settings.proxy_ttl,
+        # Expired content is only removed when deletes are enabled.
+        "REGISTRY_STORAGE_DELETE_ENABLED": "true",
+        **_registry_common_env(),
+    }
+    if with_credentials:
+        env["REGISTRY_PROXY_USERNAME"] = settings.docker_hub_username
+        env["REGISTRY_PROXY_PASSWORD"] = ""
+    return dict(sorted(env.items()))
+
+
+def render_push_env(settings: Settings) -> dict[str, str]:
+    """Environment of the plain push registry (no proxy: a proxy refuses pushes)."""
+    return dict(sorted({"REGISTRY_STORAGE_DELETE_ENABLED": "true", **_registry_common_env()}.items()))
+
+
+def render_cache_entrypoint() -> str:
+    """The exact script a cache container runs as its entrypoint."""
+    return CACHE_ENTRYPOINT.read_text()
+
+
+def render_env_file(env: Mapping[str, str]) -> str:
+    """KEY=VALUE lines, secret values masked."""
+    return "".join(f"{k}={'********' if k in SECRET_ENV_KEYS else v}\n" for k, v in sorted(env.items()))
+
+
+def render_registry_hosting(settings: Settings) -> str:
+    """``localRegistryHosting.v1`` of the ``local-registry-hosting`` ConfigMap (KEP-1755)."""
+    return dump_yaml(
+        {
+            "host": settings.push_host,
+            "hostFromContainerRuntime": f"{settings.push_name}:{REGISTRY_API_PORT}",
+            "hostFromClusterNetwork": f"{settings.push_name}:{REGISTRY_API_PORT}",
+            "help": "https://kind.sigs.k8s.io/docs/user/local-registry/",
+        }
+    )
+
+
+def content_hash(*parts: str) -> str:
+    """Stable short hash of rendered text; a change of any part replaces what it triggers."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+_SCRIPT_HEAD = "set -eu\n"
+
+
+def render_kind_create_script(settings: Settings) -> str:
+    """Create the cluster unless it exists (adopt it), then print its kubeconfig.
+
+    The config arrives on stdin so that nothing is written to disk.
+    """
+    name = shlex.quote(settings.cluster_name)
+    return (
+        _SCRIPT_HEAD
+        + f"if kind get clusters 2>/dev/null | grep -qx {name}; then\n"
+        + f"  echo 'kind cluster {settings.cluster_name} exists; adopting it' >&2\n"
+        + "else\n"
+        + f"  kind create cluster --name {name} --config - --wait 120s >&2\n"
+        + "fi\n"
+        + f"kind get kubeconfig --name {name}\n"
+    )
+
+
+def render_kind_delete_script(settings: Settings) -> str:
+    return _SCRIPT_HEAD + f"kind delete cluster --name {shlex.quote(settings.cluster_name)}\n"
+
+
+def render_node_wiring_script(settings: Settings) -> str:
+    """Write every hosts.toml into every node of the cluster (idempotent).
+
+    containerd reads hosts.toml at each pull, so no restart is needed.
+    """
+    lines = [_SCRIPT_HEAD, f"nodes=$(kind get nodes --name {shlex.quote(settings.cluster_name)})\n"]
+    lines.append('[ -n "$nodes" ] || { echo "no nodes found for the kind cluster" >&2; exit 1; }\n')
+    lines.append("for node in $nodes; do\n")
+    for rel, text in render_node_hosts(settings).items():
+        directory = shlex.quote(f"{CERTS_DIR}/{rel.rsplit('/', 1)[0]}")
+        payload = base64.b64encode(text.encode()).decode()
+        lines.append(f'  docker exec "$node" mkdir -p {directory}\n')
+        lines.append(f'  echo {payload} | base64 -d | docker exec -i "$node" cp /dev/stdin {directory}/hosts.toml\n')
+    lines.append('  echo "wired registry mirrors into $node" >&2\n')
+    lines.append("done\n")
+    return "".join(lines)
+
+
+def registry_containers(settings: Settings) -> list[str]:
+    """Every registry container this stack runs, caches first, in config order."""
+    return [settings.cache_name(m) for m in settings.mirrors] + [settings.push_name]
+
+
+def render_network_attach_script(settings: Settings) -> str:
+    """Join every registry container to the ``kind`` network under its own name (idempotent)."""
+    lines = [_SCRIPT_HEAD]
+    for container in registry_containers(settings):
+        quoted = shlex.quote(container)
+        lines.append(
+            f"if docker inspect -f '{{{{json .NetworkSettings.Networks.kind}}}}' {quoted} | grep -q null; then\n"
+            f"  docker network connect --alias {quoted} kind {quoted}\n"
+            f"  echo 'attached {container} to the kind network' >&2\n"
+            "fi\n"
+        )
+    return "".join(lines)
+
+
+def render_network_detach_script(settings: Settings) -> str:
+    lines = ["set -u\n"]
+    lines += [f"docker network disconnect kind {shlex.quote(c)} 2>/dev/null || true\n" for c in registry_containers(settings)]
+    return "".join(lines)
