@@ -66,13 +66,9 @@ class Registry(pulumi.ComponentResource):
         ports = [docker.ContainerPortArgs(internal=REGISTRY_API_PORT, external=args.port, ip="127.0.0.1")]
         if args.metrics_port is not None:
             ports.append(docker.ContainerPortArgs(internal=REGISTRY_DEBUG_PORT, external=args.metrics_port, ip="127.0.0.1"))
-        entrypoint: dict[str, object] = {}
-        if args.entrypoint is not None:
-            entrypoint = {
-                "uploads": [docker.ContainerUploadArgs(file=CACHE_ENTRYPOINT_PATH, content=args.entrypoint, executable=True)],
-                "entrypoints": ["/bin/sh", CACHE_ENTRYPOINT_PATH],
-                "command": [REGISTRY_CONFIG_PATH],
-            }
+        # The image's own entrypoint is replaced only where a script is shipped.
+        shipped = args.entrypoint is not None
+        uploads = [docker.ContainerUploadArgs(file=CACHE_ENTRYPOINT_PATH, content=args.entrypoint, executable=True)] if shipped else None
         self.container = docker.Container(
             f"{name}-container",
             name=args.container_name,
@@ -92,7 +88,9 @@ class Registry(pulumi.ComponentResource):
             wait=True,
             wait_timeout=90,
             must_run=True,
-            **entrypoint,  # type: ignore[arg-type]
+            uploads=uploads,
+            entrypoints=["/bin/sh", CACHE_ENTRYPOINT_PATH] if shipped else None,
+            command=[REGISTRY_CONFIG_PATH] if shipped else None,
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.endpoint = f"http://127.0.0.1:{args.port}"

@@ -185,7 +185,7 @@ def render_kind_create_script(settings: Settings) -> str:
         + f"if kind get clusters 2>/dev/null | grep -qx {name}; then\n"
         + f"  echo 'kind cluster {settings.cluster_name} exists; adopting it' >&2\n"
         + "else\n"
-        + f"  kind create cluster --name {name} --config - --wait 120s >&2\n"
+        + f"  kind create cluster --name {name} --config=- --wait 120s >&2\n"
         + "fi\n"
         + f"kind get kubeconfig --name {name}\n"
     )
@@ -220,19 +220,19 @@ def registry_containers(settings: Settings) -> list[str]:
 
 def render_network_attach_script(settings: Settings) -> str:
     """Join every registry container to the ``kind`` network under its own name (idempotent)."""
-    lines = [_SCRIPT_HEAD]
-    for container in registry_containers(settings):
-        quoted = shlex.quote(container)
-        lines.append(
-            f"if docker inspect -f '{{{{json .NetworkSettings.Networks.kind}}}}' {quoted} | grep -q null; then\n"
-            f"  docker network connect --alias {quoted} kind {quoted}\n"
-            f"  echo 'attached {container} to the kind network' >&2\n"
-            "fi\n"
-        )
-    return "".join(lines)
+    names = " ".join(shlex.quote(c) for c in registry_containers(settings))
+    return (
+        _SCRIPT_HEAD
+        + f"for container in {names}; do\n"
+        + "  attached=$(docker inspect -f '{{json .NetworkSettings.Networks.kind}}' \"$container\")\n"
+        + '  if [ "$attached" = null ]; then\n'
+        + '    docker network connect --alias "$container" kind "$container"\n'
+        + '    echo "attached $container to the kind network" >&2\n'
+        + "  fi\n"
+        + "done\n"
+    )
 
 
 def render_network_detach_script(settings: Settings) -> str:
-    lines = ["set -u\n"]
-    lines += [f"docker network disconnect kind {shlex.quote(c)} 2>/dev/null || true\n" for c in registry_containers(settings)]
-    return "".join(lines)
+    names = " ".join(shlex.quote(c) for c in registry_containers(settings))
+    return f'for container in {names}; do\n  docker network disconnect kind "$container" 2>/dev/null || true\ndone\n'

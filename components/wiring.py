@@ -43,7 +43,8 @@ class NetworkAttachment(pulumi.ComponentResource):
             create=attach,
             delete=render_network_detach_script(args.settings),
             triggers=[content_hash(attach), *[r.id for r in args.registries], args.cluster.id],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.cluster, *args.registries]),
+            # Replacing must detach (the old delete) before attaching again, not after.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.cluster, *args.registries], delete_before_replace=True),
         )
         self.register_outputs({})
 

@@ -153,8 +153,8 @@ def test_network_attachment_waits_for_cluster_and_registries(graph: Graph) -> No
     assert graph.depends_on(attach, command(graph, "cluster-kind"))
     for container in containers(graph).values():
         assert graph.depends_on(attach, container), container.name
-    for name in containers(graph):
-        assert f"docker network connect --alias {name} kind {name}" in attach.inputs["create"]
+    assert f"for container in {' '.join(sorted(containers(graph)))}; do" in attach.inputs["create"]
+    assert attach.delete_before_replace, "replacing must detach before it attaches again"
 
 
 def test_node_mirrors_wait_for_the_cluster_and_write_every_hosts_toml(graph: Graph) -> None:
