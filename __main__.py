@@ -53,8 +53,7 @@ hub_password = config.get_secret("dockerHubPassword") if settings.docker_hub_use
 
 registry_image = docker.RemoteImage("registry-image", name=settings.registry_image, keep_locally=True)
 caches = {
-    m.host: Registry(f"cache-{m.slug}", cache_args(settings, m, registry_image.image_id, hub_password))
-    for m in settings.mirrors
+    m.host: Registry(f"cache-{m.slug}", cache_args(settings, m, registry_image.image_id, hub_password)) for m in settings.mirrors
 }
 push = Registry("push-registry", push_args(settings, registry_image.image_id))
 registries = [r.container for r in (*caches.values(), push)]
@@ -65,9 +64,7 @@ network = NetworkAttachment(
     NetworkAttachmentArgs(settings=settings, cluster=cluster.command, registries=registries),
 )
 node_mirrors = NodeMirrors("node-mirrors", NodeMirrorsArgs(settings=settings, cluster=cluster.command))
-LocalRegistryHosting(
-    "local-registry-hosting", LocalRegistryHostingArgs(settings=settings, provider=cluster.provider)
-)
+LocalRegistryHosting("local-registry-hosting", LocalRegistryHostingArgs(settings=settings, provider=cluster.provider))
 workloads = Workloads(
     "workloads",
     WorkloadsArgs(

@@ -161,7 +161,11 @@ def parse_mirror(entry: str) -> Mirror:
     parts = entry.strip().split("=", 2)
     host = parts[0].strip().lower()
     if not _HOST_RE.match(host):
-        raise ConfigError(key, f"{entry!r} does not start with a registry host", "write entries as HOST, HOST=PORT or HOST=PORT=URL, e.g. ghcr.io=5002")
+        raise ConfigError(
+            key,
+            f"{entry!r} does not start with a registry host",
+            "write entries as HOST, HOST=PORT or HOST=PORT=URL, e.g. ghcr.io=5002",
+        )
     if len(parts) > 1 and parts[1].strip():
         port = _port(f"{key} ({host})", parts[1].strip())
     elif host in DEFAULT_CACHE_PORTS:
@@ -170,7 +174,11 @@ def parse_mirror(entry: str) -> Mirror:
         raise ConfigError(key, f"{host} has no default cache port", f"give one: {host}=5010")
     remote = parts[2].strip() if len(parts) > 2 else KNOWN_REMOTES.get(host, f"https://{host}")
     if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?", remote):
-        raise ConfigError(key, f"remote URL {remote!r} of {host} is not a scheme://host[:port] base URL", f"use e.g. {host}={port}=https://{host}")
+        raise ConfigError(
+            key,
+            f"remote URL {remote!r} of {host} is not a scheme://host[:port] base URL",
+            f"use e.g. {host}={port}=https://{host}",
+        )
     return Mirror(host=host, remote_url=remote.rstrip("/"), port=port, metrics_port=port + METRICS_PORT_OFFSET)
 
 
@@ -206,23 +214,38 @@ def parse_settings(
             hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(sorted(schema))}"
             raise ConfigError(key, "unknown setting", f"remove it with `pulumi config rm {key}`; {hint}")
         given[key] = value
-    cfg = {key: _coerce(key, str(spec.get("type", "string")), given.get(key, spec.get("default"))) for key, spec in schema.items()}
+    cfg = {
+        key: _coerce(key, str(spec.get("type", "string")), given.get(key, spec.get("default"))) for key, spec in schema.items()
+    }
 
     cluster = cfg["clusterName"]
     if not _CLUSTER_RE.match(cluster):
-        raise ConfigError("clusterName", f"{cluster!r} is not a valid kind cluster name", "use 1-32 lowercase letters, digits and dashes, e.g. localdev")
+        raise ConfigError(
+            "clusterName",
+            f"{cluster!r} is not a valid kind cluster name",
+            "use 1-32 lowercase letters, digits and dashes, e.g. localdev",
+        )
     _check_pinned("nodeImage", cfg["nodeImage"])
     _check_pinned("registryImage", cfg["registryImage"])
     if cfg["controlPlanes"] not in (1, 3):
-        raise ConfigError("controlPlanes", f"{cfg['controlPlanes']} control-plane nodes cannot form a healthy etcd quorum here", "use 1, or 3 for HA testing")
+        raise ConfigError(
+            "controlPlanes",
+            f"{cfg['controlPlanes']} control-plane nodes cannot form a healthy etcd quorum here",
+            "use 1, or 3 for HA testing",
+        )
     if not 0 <= cfg["workers"] <= 10:
         raise ConfigError("workers", f"{cfg['workers']} workers is outside 0-10", "use a number from 0 to 10")
     if not _DURATION_RE.match(cfg["proxyTtl"]):
         raise ConfigError("proxyTtl", f"{cfg['proxyTtl']!r} is not a Go duration", "use e.g. 720h, 168h or 0 (never expire)")
     if bool(cfg["dockerHubUsername"]) != bool(cfg["dockerHubPassword"]):
-        raise ConfigError("dockerHubPassword", "dockerHubUsername and dockerHubPassword must be set together", "set both (the password with --secret) or neither")
+        raise ConfigError(
+            "dockerHubPassword",
+            "dockerHubUsername and dockerHubPassword must be set together",
+            "set both (the password with --secret) or neither",
+        )
 
-    mirrors = tuple(parse_mirror(entry) for entry in cfg["mirrors"])
+    # Sorted, so reordering the list in a stack file changes nothing downstream.
+    mirrors = tuple(sorted((parse_mirror(entry) for entry in cfg["mirrors"]), key=lambda m: m.host))
     if not mirrors:
         raise ConfigError("mirrors", "no registry to cache", "keep at least docker.io")
     push_port = _port("pushRegistryPort", cfg["pushRegistryPort"])
@@ -232,9 +255,16 @@ def parse_settings(
         if mirror.host in seen_hosts:
             raise ConfigError("mirrors", f"{mirror.host} is listed twice", "keep one entry per registry")
         seen_hosts.add(mirror.host)
-        for port, what in ((mirror.port, f"the {mirror.host} cache"), (mirror.metrics_port, f"the {mirror.host} cache's metrics")):
+        for port, what in (
+            (mirror.port, f"the {mirror.host} cache"),
+            (mirror.metrics_port, f"the {mirror.host} cache's metrics"),
+        ):
             if port in ports:
-                raise ConfigError("mirrors", f"{what} and {ports[port]} both want 127.0.0.1:{port}", f"give {mirror.host} another port: {mirror.host}=PORT")
+                raise ConfigError(
+                    "mirrors",
+                    f"{what} and {ports[port]} both want 127.0.0.1:{port}",
+                    f"give {mirror.host} another port: {mirror.host}=PORT",
+                )
             ports[port] = what
     return Settings(
         cluster_name=cluster,
@@ -258,6 +288,11 @@ def stack_values(stack: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
     """
     path = project_dir / f"Pulumi.{stack}.yaml"
     if not path.exists():
-        raise ConfigError("--stack", f"{path.name} does not exist", f"create it with `pulumi stack init {stack}` or pick an existing stack")
+        raise ConfigError(
+            "--stack", f"{path.name} does not exist", f"create it with `pulumi stack init {stack}` or pick an existing stack"
+        )
     raw = yaml.safe_load(path.read_text()) or {}
-    return {key: ("<secret>" if isinstance(value, dict) and "secure" in value else value) for key, value in (raw.get("config") or {}).items()}
+    return {
+        key: ("<secret>" if isinstance(value, dict) and "secure" in value else value)
+        for key, value in (raw.get("config") or {}).items()
+    }

@@ -22,10 +22,13 @@ def missing_prerequisites(
     problems = [f"{tool} not found on PATH: {hint}" for tool, hint in PREREQUISITES.items() if which(tool) is None]
     if which("docker") is not None:
         try:
-            info = run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, timeout=20, check=False)
+            info = run(
+                ["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, timeout=20, check=False
+            )
         except subprocess.TimeoutExpired:
             problems.append("docker info timed out: is the Docker daemon running?")
         else:
             if info.returncode != 0:
-                problems.append(f"the Docker daemon is not reachable ({info.stderr.strip() or 'docker info failed'}): start Docker, then retry")
+                why = info.stderr.strip() or "docker info failed"
+                problems.append(f"the Docker daemon is not reachable ({why}): start Docker, then retry")
     return problems

@@ -68,7 +68,11 @@ class Registry(pulumi.ComponentResource):
             ports.append(docker.ContainerPortArgs(internal=REGISTRY_DEBUG_PORT, external=args.metrics_port, ip="127.0.0.1"))
         # The image's own entrypoint is replaced only where a script is shipped.
         shipped = args.entrypoint is not None
-        uploads = [docker.ContainerUploadArgs(file=CACHE_ENTRYPOINT_PATH, content=args.entrypoint, executable=True)] if shipped else None
+        uploads = (
+            [docker.ContainerUploadArgs(file=CACHE_ENTRYPOINT_PATH, content=args.entrypoint, executable=True)]
+            if shipped
+            else None
+        )
         self.container = docker.Container(
             f"{name}-container",
             name=args.container_name,

@@ -12,7 +12,6 @@ import hashlib
 import json
 import shlex
 from collections.abc import Mapping
-
 from pathlib import Path
 
 import yaml
@@ -127,6 +126,10 @@ def render_cache_env(settings: Settings, mirror: Mirror, *, with_credentials: bo
         "REGISTRY_PROXY_TTL": settings.proxy_ttl,
         # Expired content is only removed when deletes are enabled.
         "REGISTRY_STORAGE_DELETE_ENABLED": "true",
+        # The entrypoint's offline fallback (docs/offline.md): how long an upstream
+        # probe may take, and how often the upstream is probed again.
+        "LOCALDEV_PROBE_TIMEOUT_SECONDS": "5",
+        "LOCALDEV_RECHECK_SECONDS": "30",
         **_registry_common_env(),
     }
     if with_credentials:
@@ -214,7 +217,7 @@ def render_node_wiring_script(settings: Settings) -> str:
 
 
 def registry_containers(settings: Settings) -> list[str]:
-    """Every registry container this stack runs, caches first, in config order."""
+    """Every registry container this stack runs: the caches (sorted by upstream host), then the push registry."""
     return [settings.cache_name(m) for m in settings.mirrors] + [settings.push_name]
 
 

@@ -23,7 +23,9 @@ from pulumi.runtime.sync_await import _sync_await
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "localdev"
 SECRET_SIG = rpc._special_secret_sig  # the marker Pulumi wraps secret values in
-FAKE_KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: []\nusers:\n- name: kind-localdev\n  user: {client-key-data: LS0tU0VDUkVU}\n"
+FAKE_KUBECONFIG = (
+    "apiVersion: v1\nkind: Config\nclusters: []\nusers:\n- name: kind-localdev\n  user: {client-key-data: LS0tU0VDUkVU}\n"
+)
 
 
 @dataclass
@@ -141,7 +143,9 @@ class Graph:
         return dependency.urn in urns
 
 
-def run_program(config: Mapping[str, Any] | None = None, secret_keys: tuple[str, ...] = (), *, raise_errors: bool = True) -> Graph:
+def run_program(
+    config: Mapping[str, Any] | None = None, secret_keys: tuple[str, ...] = (), *, raise_errors: bool = True
+) -> Graph:
     """Run ``__main__.py`` under mocks with ``config`` (bare keys) and return its graph."""
     values = {f"{PROJECT}:{key}": value for key, value in (config or {}).items()}
     program_mocks = ProgramMocks()

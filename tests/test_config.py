@@ -91,5 +91,5 @@ def test_mirror_defaults_for_well_known_hosts() -> None:
 
 
 def test_missing_stack_file_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="Pulumi.nope.yaml does not exist"):
+    with pytest.raises(ConfigError, match=r"Pulumi\.nope\.yaml does not exist"):
         stack_values("nope")

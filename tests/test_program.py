@@ -81,8 +81,10 @@ def test_volumes_keep_their_names_across_runs(graph: Graph) -> None:
         {"mirrors": MIRRORS, "workers": 1, "dockerHubUsername": "someone", "dockerHubPassword": PASSWORD},
         secret_keys=("dockerHubPassword",),
     )
+
     def ids(g: Graph) -> list[tuple[str, str]]:
         return sorted((v.urn, v.inputs["name"]) for v in g.of_type("docker:index/volume:Volume"))
+
     assert ids(graph) == ids(again)
 
 
@@ -96,7 +98,7 @@ def test_docker_hub_credentials_are_secret_and_only_on_the_docker_io_cache(graph
 
 
 def test_plain_text_password_is_refused_before_anything_is_created() -> None:
-    with pytest.raises(pulumi.RunError, match="dockerHubPassword.*plain text.*--secret"):
+    with pytest.raises(pulumi.RunError, match=r"dockerHubPassword.*plain text.*--secret"):
         run_program({"dockerHubUsername": "someone", "dockerHubPassword": PASSWORD})
 
 
@@ -179,7 +181,7 @@ def test_every_config_file_waits_for_the_caches_to_be_in_the_path(graph: Graph) 
 def test_local_registry_hosting_configmap(graph: Graph) -> None:
     config_map = graph.named("local-registry-hosting-configmap")
     assert config_map.inputs["metadata"] == {"name": "local-registry-hosting", "namespace": "kube-public"}
-    assert 'host: localhost:5001' in config_map.inputs["data"]["localRegistryHosting.v1"]
+    assert "host: localhost:5001" in config_map.inputs["data"]["localRegistryHosting.v1"]
     assert config_map.provider.startswith(graph.named("cluster-provider").urn)
 
 

@@ -52,7 +52,9 @@ def test_kind_config_nodes_patch_and_loopback_ports() -> None:
 
 def test_hosts_toml_per_mirror_falls_back_to_upstream() -> None:
     files = render_node_hosts(SETTINGS)
-    assert list(files) == sorted(["docker.io/hosts.toml", "ghcr.io/hosts.toml", "registry.k8s.io/hosts.toml", "localhost:5001/hosts.toml"])
+    assert list(files) == sorted(
+        ["docker.io/hosts.toml", "ghcr.io/hosts.toml", "registry.k8s.io/hosts.toml", "localhost:5001/hosts.toml"]
+    )
     docker_io = tomllib.loads(files["docker.io/hosts.toml"])
     assert docker_io == {
         "server": "https://registry-1.docker.io",
