@@ -62,7 +62,9 @@ class Registry(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, retain_on_delete=args.retain_volume),
         )
         plain = [f"{k}={v}" for k, v in sorted(args.env.items()) if k not in args.secret_env]
-        secret = [pulumi.Output.secret(pulumi.Output.concat(k, "=", v)) for k, v in sorted(args.secret_env.items())]
+        secret: list[pulumi.Output[str]] = [
+            pulumi.Output.secret(pulumi.Output.concat(k, "=", v)) for k, v in sorted(args.secret_env.items())
+        ]
         ports = [docker.ContainerPortArgs(internal=REGISTRY_API_PORT, external=args.port, ip="127.0.0.1")]
         if args.metrics_port is not None:
             ports.append(docker.ContainerPortArgs(internal=REGISTRY_DEBUG_PORT, external=args.metrics_port, ip="127.0.0.1"))

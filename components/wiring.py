@@ -24,9 +24,9 @@ class NetworkAttachmentArgs:
 
     settings: Settings
     """Validated stack settings (container names)."""
-    cluster: pulumi.Resource
+    cluster: pulumi.CustomResource
     """The cluster command; kind creates the ``kind`` network."""
-    registries: Sequence[pulumi.Resource]
+    registries: Sequence[pulumi.CustomResource]
     """The registry containers to attach."""
 
 
@@ -55,7 +55,7 @@ class NodeMirrorsArgs:
 
     settings: Settings
     """Validated stack settings (mirrors, push registry, cluster name)."""
-    cluster: pulumi.Resource
+    cluster: pulumi.CustomResource
     """The cluster command; re-wired whenever it is replaced (new nodes)."""
 
 

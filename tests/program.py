@@ -70,8 +70,8 @@ class ProgramMocks(pulumi.runtime.Mocks):
             state["imageId"] = f"sha256:{'0' * 64}"
         return f"{args.name}-id", state
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]] | dict[str, Any]:
-        return {}
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
+        return {}, None
 
 
 class RecordingMonitor(mocks.MockMonitor):
@@ -143,6 +143,10 @@ class Graph:
         return dependency.urn in urns
 
 
+def _run_main() -> None:
+    runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+
+
 def run_program(
     config: Mapping[str, Any] | None = None, secret_keys: tuple[str, ...] = (), *, raise_errors: bool = True
 ) -> Graph:
@@ -158,7 +162,7 @@ def run_program(
     os.environ["LOCALDEV_SKIP_PREFLIGHT"] = "1"
     error: BaseException | None = None
     try:
-        _sync_await(run_in_stack(lambda: runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")))
+        _sync_await(run_in_stack(_run_main))
     except Exception as err:
         if raise_errors:
             raise
