@@ -1,13 +1,17 @@
-"""Command line of the localdev stack: ``python -m components.cli COMMAND``."""
+"""Command line of the localdev stack: ``python -m components.cli COMMAND``.
+
+Tip: ``alias localdev='python -m components.cli'``, then ``localdev status``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from components.config import ConfigError, Settings, parse_settings, stack_values
+from components.config import PROJECT_DIR, ConfigError, Settings, parse_settings, stack_values
 from components.preflight import missing_prerequisites
 from components.render import (
     render_cache_entrypoint,
@@ -57,6 +61,172 @@ def cmd_preflight(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+# ----------------------------------------------------------------- cache operations
+def resolve_stack(stack: str | None) -> str | None:
+    """``--stack``, else ``$LOCALDEV_STACK``, else the only ``Pulumi.<stack>.yaml`` there is, else None (defaults)."""
+    if stack:
+        return stack
+    if os.environ.get("LOCALDEV_STACK"):
+        return os.environ["LOCALDEV_STACK"]
+    stacks = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in PROJECT_DIR.glob("Pulumi.*.yaml"))
+    return stacks[0] if len(stacks) == 1 else None
+
+
+def _stack_header(stack: str | None, settings: Settings) -> str:
+    where = f"stack {stack}" if stack else "Pulumi.yaml defaults (no --stack)"
+    return f"{where} · cluster {settings.cluster_name}"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from components.ops import dockerapi
+    from components.ops.status import run_status
+
+    stack = resolve_stack(args.stack)
+    settings = load_stack_settings(stack)
+    return run_status(settings, dockerapi.connect(), sys.stdout, stack=stack)
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from components.ops import dockerapi
+    from components.ops.errors import UsageError
+    from components.ops.registry_api import normalise_url
+    from components.ops.stats import Target, collect, stack_targets, write_report
+    from components.ops.storage import LocalStorage
+
+    if args.registry is None and (args.metrics_url or args.storage):
+        raise UsageError("--metrics-url and --storage go with --registry URL (the stack's caches are found by themselves)")
+    notes: list[str] = []
+    if args.registry is not None:
+        url = normalise_url(args.registry)
+        metrics_url = normalise_url(args.metrics_url) if args.metrics_url else None
+        storage = LocalStorage(Path(args.storage)) if args.storage else None
+        targets = [Target(url, "registry", url, metrics_url, storage)]
+    else:
+        stack = resolve_stack(args.stack)
+        settings = load_stack_settings(stack)
+        if not args.json:
+            print(_stack_header(stack, settings))
+        targets, notes = stack_targets(settings, dockerapi.connect)
+    reports = [collect(t, timeout=args.timeout) for t in targets]
+    write_report(reports, sys.stdout, as_json=args.json, verbose=args.verbose, notes=notes)
+    return 0 if all(r.ok for r in reports) else 1
+
+
+def cmd_warm(args: argparse.Namespace) -> int:
+    from components.ops import dockerapi
+    from components.ops.errors import OpsError, UsageError
+    from components.ops.images import ImageRef, images_from_manifests, parse_reference
+    from components.ops.registry_api import RegistryClient, normalise_url
+    from components.ops.storage import ContainerStorage, LocalStorage
+    from components.ops.warm import ImageJob, Warmer, WarmTarget, parse_platforms, summarise
+
+    if args.storage and not args.registry:
+        raise UsageError("--storage goes with --registry URL (the stack's caches are read through Docker)")
+    if args.jobs < 1 or args.jobs > 64:
+        raise UsageError(f"--jobs {args.jobs}: use 1 to 64")
+    platforms = parse_platforms(args.platform)
+    jobs: list[ImageJob] = [ImageJob(text, parse_reference(text)) for text in args.images]  # bad input: exit 2 here
+    if not args.no_manifests:
+        directory = Path(args.manifests) if args.manifests else PROJECT_DIR / "k8s"
+        if directory.is_dir() or args.manifests:
+            for found in images_from_manifests(directory):
+                try:
+                    ref: ImageRef | None = parse_reference(found.image)
+                    error = None
+                except UsageError as err:
+                    ref, error = None, f"{err.line()} (in {', '.join(found.sources)})"
+                jobs.append(ImageJob(found.image, ref, error=error))
+        else:
+            print(f"no {directory} directory: warming only the images given", file=sys.stderr)
+    seen: set[object] = set()
+    unique: list[ImageJob] = []
+    for job in jobs:
+        key = job.ref if job.ref is not None else job.text
+        if key not in seen:
+            seen.add(key)
+            unique.append(job)
+    if not unique:
+        print("nothing to warm: no images given and none found in the manifests")
+        return 0
+    if args.registry:
+        url = normalise_url(args.registry)
+        target = WarmTarget(url, url, LocalStorage(Path(args.storage)) if args.storage else None)
+        with RegistryClient(url, timeout=min(args.timeout, 30.0)) as probe:
+            probe.ping()  # a registry that is down is one line, not one per image
+        for job in unique:
+            job.target = target if job.ref is not None else None
+    else:
+        settings = load_stack_settings(resolve_stack(args.stack))
+        try:
+            client = dockerapi.connect()
+        except OpsError as err:
+            client = None
+            print(f"{err.line()}: checking what the caches hold through their API instead", file=sys.stderr)
+        targets: dict[str, WarmTarget] = {}
+        for mirror in settings.mirrors:
+            storage = None
+            if client is not None:
+                import docker  # type: ignore[import-untyped]
+
+                try:
+                    storage = ContainerStorage(client.containers.get(settings.cache_name(mirror)))
+                except docker.errors.DockerException:
+                    storage = None
+            targets[mirror.host] = WarmTarget(f"http://127.0.0.1:{mirror.port}", f"{mirror.host} cache", storage)
+        push_hosts = {settings.push_host, f"127.0.0.1:{settings.push_port}"}
+        for job in unique:
+            if job.ref is None:
+                continue
+            if job.ref.registry in push_hosts:
+                job.skipped = "lives in the push registry; nothing to warm"
+            elif job.ref.registry in targets:
+                job.target = targets[job.ref.registry]
+            else:
+                host = job.ref.registry
+                index = len(settings.mirrors)
+                entry = host if host in _default_ports() else f"{host}=PORT"
+                fix = f"pulumi config set --path 'mirrors[{index}]' {entry}, then pulumi up"
+                job.error = f"no cache for {host} (fix: add {host} to mirrors: {fix})"
+    warmer = Warmer(jobs=args.jobs, platforms=platforms, timeout=args.timeout)
+    try:
+        result = warmer.run(unique, sys.stderr)
+    finally:
+        warmer.close()
+    summarise(result, sys.stdout)
+    return 1 if result.failed else 0
+
+
+def _default_ports() -> dict[str, int]:
+    from components.config import DEFAULT_CACHE_PORTS
+
+    return DEFAULT_CACHE_PORTS
+
+
+def _ops(func: object) -> object:
+    """Run an ops command: expected failures are one line with their exit code, never a traceback."""
+
+    def wrapper(args: argparse.Namespace) -> int:
+        from components.ops.errors import OpsError
+
+        try:
+            return int(func(args))  # type: ignore[operator]
+        except OpsError as err:
+            print(f"error: {err.line()}", file=sys.stderr)
+            return err.exit_code
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+        except (ConfigError, OSError):
+            raise
+        except Exception as err:  # noqa: BLE001 - the command boundary: one line, not a traceback
+            if os.environ.get("LOCALDEV_DEBUG"):
+                raise
+            print(f"error: unexpected {type(err).__name__}: {err} (LOCALDEV_DEBUG=1 shows the traceback)", file=sys.stderr)
+            return 1
+
+    return wrapper
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m components.cli", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -66,6 +236,41 @@ def build_parser() -> argparse.ArgumentParser:
     render.set_defaults(func=cmd_render)
     preflight = sub.add_parser("preflight", help="check that docker, kind and pulumi are ready")
     preflight.set_defaults(func=cmd_preflight)
+
+    stack_help = "read Pulumi.<STACK>.yaml (default: $LOCALDEV_STACK, else the only Pulumi.<stack>.yaml, else defaults)"
+    status = sub.add_parser("status", help="check the caches, push registry, node hosts.toml files and ConfigMap")
+    status.add_argument("--stack", help=stack_help)
+    status.set_defaults(func=_ops(cmd_status))
+
+    stats = sub.add_parser("stats", help="what each cache holds, its hit ratio and what it saved")
+    stats.add_argument("--stack", help=stack_help)
+    stats.add_argument("--registry", metavar="URL", help="report on this registry instead of the stack's caches")
+    stats.add_argument("--metrics-url", metavar="URL", help="with --registry: its debug server (/metrics or /debug/vars)")
+    stats.add_argument(
+        "--storage", metavar="DIR", help="with --registry: its storage rootdirectory, read for exact tags and bytes"
+    )
+    stats.add_argument("--json", action="store_true", help="machine-readable output")
+    stats.add_argument("-v", "--verbose", action="store_true", help="list repositories and tags")
+    stats.add_argument("--timeout", type=float, default=30.0, help="seconds per registry request (default 30)")
+    stats.set_defaults(func=_ops(cmd_stats))
+
+    warm = sub.add_parser("warm", help="pull every image of k8s/*.yaml (and IMAGEs) through the caches")
+    warm.add_argument("images", nargs="*", metavar="IMAGE", help="more images, e.g. redis:7 or ghcr.io/org/app:1.2")
+    warm.add_argument("--stack", help=stack_help)
+    warm.add_argument("--registry", metavar="URL", help="pull everything through this registry instead of the stack's caches")
+    warm.add_argument(
+        "--storage", metavar="DIR", help="with --registry: its storage rootdirectory (checks what it holds without asking it)"
+    )
+    warm.add_argument("--manifests", metavar="DIR", help="Kubernetes manifests to read images from (default: k8s/)")
+    warm.add_argument("--no-manifests", action="store_true", help="warm only the IMAGEs given")
+    warm.add_argument("--jobs", "-j", type=int, default=4, help="parallel downloads (default 4)")
+    warm.add_argument(
+        "--platform",
+        metavar="LIST",
+        help="for multi-platform images: os/arch[,os/arch…] or 'all' (default: this machine's, e.g. linux/amd64)",
+    )
+    warm.add_argument("--timeout", type=float, default=300.0, help="seconds a request may stall (default 300)")
+    warm.set_defaults(func=_ops(cmd_warm))
     return parser
 
 

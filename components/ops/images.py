@@ -1,0 +1,171 @@
+"""Image references and the images a directory of Kubernetes manifests runs.
+
+References follow the distribution reference grammar with Docker's defaults:
+a first path component that contains ``.`` or ``:`` or is ``localhost`` is a
+registry host, anything else is on Docker Hub; Docker Hub names without a slash
+live under ``library/``; no tag means ``latest``. So ``redis:7`` is
+``docker.io/library/redis:7`` and ``ghcr.io/org/app@sha256:…`` keeps its host.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components.ops.errors import UsageError
+
+DOCKER_HUB = "docker.io"
+#: Other names of Docker Hub that images use; all mean ``docker.io``.
+DOCKER_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"})
+
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_PATH_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
+_DOMAIN_RE = re.compile(
+    r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*(?::[0-9]{1,5})?$"
+)
+_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
+_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$|^sha512:[0-9a-f]{128}$")
+
+
+@dataclass(frozen=True, order=True)
+class ImageRef:
+    """A normalised image reference."""
+
+    registry: str
+    """Registry host as images name it (``docker.io``, ``ghcr.io``, ``localhost:5001``)."""
+    repository: str
+    """Path inside the registry (``library/redis``)."""
+    tag: str | None = None
+    digest: str | None = None
+
+    @property
+    def reference(self) -> str:
+        """What to ask the registry for: the digest when pinned, else the tag."""
+        return self.digest or self.tag or "latest"
+
+    def __str__(self) -> str:
+        text = f"{self.registry}/{self.repository}"
+        if self.tag:
+            text += f":{self.tag}"
+        if self.digest:
+            text += f"@{self.digest}"
+        return text
+
+
+def parse_reference(text: str) -> ImageRef:
+    """Parse and normalise ``text``; raise :class:`UsageError` naming what is wrong."""
+    original = text
+    text = text.strip()
+    if not text:
+        raise UsageError("malformed image reference '': empty")
+    if any(c.isspace() for c in text):
+        raise UsageError(f"malformed image reference {original!r}: contains whitespace")
+    name, digest = text, None
+    if "@" in text:
+        name, digest = text.split("@", 1)
+        if not _DIGEST_RE.match(digest):
+            raise UsageError(f"malformed image reference {original!r}: {digest!r} is not a sha256:<64 hex> digest")
+    tag = None
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:
+        name, tag = name.rsplit(":", 1)
+        if not _TAG_RE.match(tag):
+            raise UsageError(f"malformed image reference {original!r}: {tag!r} is not a valid tag")
+    first, _, rest = name.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
+        if not _DOMAIN_RE.match(first):
+            raise UsageError(f"malformed image reference {original!r}: {first!r} is not a registry host")
+        registry, path = first.lower(), rest
+    else:
+        registry, path = DOCKER_HUB, name
+    if registry in DOCKER_HUB_ALIASES:
+        registry = DOCKER_HUB
+        if "/" not in path:
+            path = f"library/{path}"
+    if not _PATH_RE.match(path):
+        raise UsageError(
+            f"malformed image reference {original!r}: {path!r} is not a repository name "
+            "(lowercase letters, digits and . _ - separators)"
+        )
+    if len(registry) + 1 + len(path) > 255:
+        raise UsageError(f"malformed image reference {original!r}: name longer than 255 characters")
+    if tag is None and digest is None:
+        tag = "latest"
+    return ImageRef(registry=registry, repository=path, tag=tag, digest=digest)
+
+
+@dataclass
+class ManifestImage:
+    """An image string found in a Kubernetes manifest, and where."""
+
+    image: str
+    sources: list[str] = field(default_factory=list)
+
+
+#: Keys of a pod spec whose entries are containers with an ``image``.
+CONTAINER_KEYS = ("initContainers", "containers", "ephemeralContainers")
+
+
+def _images_in(node: Any) -> Iterator[str]:
+    """Every ``image`` of every container list in ``node``, at any depth.
+
+    A pod spec sits at a different path in each workload kind (Pod: ``spec``,
+    Deployment/StatefulSet/DaemonSet/ReplicaSet/Job: ``spec.template.spec``,
+    CronJob: ``spec.jobTemplate.spec.template.spec``, ``kind: List``: under
+    ``items``, and custom resources elsewhere), so the walk looks for container
+    lists wherever they are rather than hard-coding the kinds.
+    """
+    if isinstance(node, dict):
+        for key in CONTAINER_KEYS:  # init containers first, as the kubelet pulls them
+            for container in node.get(key) or [] if isinstance(node.get(key), list) else []:
+                if isinstance(container, dict) and isinstance(container.get("image"), str):
+                    yield container["image"]
+        for key, value in node.items():
+            if key not in CONTAINER_KEYS:
+                yield from _images_in(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _images_in(item)
+
+
+def manifest_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix in (".yaml", ".yml"))
+
+
+def images_from_manifests(directory: Path) -> list[ManifestImage]:
+    """Images referenced by the ``*.yaml``/``*.yml`` files under ``directory``, in first-seen order."""
+    if not directory.is_dir():
+        raise UsageError(f"manifests directory {directory} does not exist", fix="pass --manifests DIR")
+    found: dict[str, ManifestImage] = {}
+    for path in manifest_files(directory):
+        try:
+            docs = list(yaml.safe_load_all(path.read_text()))
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark is not None else ""
+            raise UsageError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from err
+        flat: list[Any] = []
+        for doc in docs:
+            is_list = isinstance(doc, dict) and str(doc.get("kind", "")).endswith("List") and isinstance(doc.get("items"), list)
+            flat.extend(doc["items"] if is_list else [doc])
+        for index, doc in enumerate(flat):
+            kind = doc.get("kind", "?") if isinstance(doc, dict) else "?"
+            name = (doc.get("metadata") or {}).get("name", f"#{index}") if isinstance(doc, dict) else f"#{index}"
+            for image in _images_in(doc):
+                entry = found.setdefault(image, ManifestImage(image))
+                source = f"{path.name}:{kind}/{name}"
+                if source not in entry.sources:
+                    entry.sources.append(source)
+    return list(found.values())
+
+
+def dedupe(refs: Iterable[ImageRef]) -> list[ImageRef]:
+    seen: dict[ImageRef, None] = {}
+    for ref in refs:
+        seen.setdefault(ref, None)
+    return list(seen)
