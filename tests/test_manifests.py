@@ -32,7 +32,7 @@ from google.protobuf import json_format
 from pulumi.runtime import mocks, rpc
 
 from components import workloads as workloads_module
-from components.config import REGISTRY_DEBUG_PORT, parse_settings
+from components.config import REGISTRY_DEBUG_PORT, parse_settings, stack_values
 from components.render import UI_PORTS
 from components.workloads import SECRET_CONFIG, SECRETS, Workloads, WorkloadsArgs, plan_manifests
 from tests import manifest_checks as mc
@@ -140,6 +140,9 @@ def test_images_are_pinned_and_from_mirrored_registries() -> None:
     assert problems == []
     registries = {mc.parse_image(i).registry for i in images}  # type: ignore[union-attr]
     assert registries <= set(mc.ALLOWED_REGISTRIES)
+    # The dev stack (what scripts/up brings up) caches every registry the manifests pull from.
+    mirrored = {m.host for m in parse_settings(stack_values("dev")).mirrors}
+    assert registries <= mirrored, f"add {sorted(registries - mirrored)} to mirrors in Pulumi.dev.yaml"
 
 
 @pytest.mark.parametrize(
