@@ -1,8 +1,10 @@
-"""Locating the real binaries the harness drives, with actionable errors."""
+"""Locating the real binaries the harness drives, with actionable errors, and stopping them."""
 
 from __future__ import annotations
 
 import shutil
+import signal
+import subprocess
 
 #: Executable name -> Debian package that provides it.
 DEBIAN_PACKAGES: dict[str, str] = {
@@ -30,3 +32,17 @@ def require_binary(name: str) -> str:
             f"executable {name!r} not found on PATH; install the Debian package: apt-get install -y {package}"
         )
     return path
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> int | None:
+    """SIGTERM ``proc``, SIGKILL it after ``timeout`` s; return its exit code (None if never started)."""
+    if proc is None:
+        return None
+    if proc.poll() is not None:
+        return proc.returncode
+    try:
+        proc.send_signal(signal.SIGTERM)
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(timeout=10)

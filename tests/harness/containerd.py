@@ -19,7 +19,6 @@ import contextlib
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
-from .binaries import require_binary
+from .binaries import require_binary, stop_process
 
 CRI_PLUGIN = "io.containerd.grpc.v1.cri"
 CRI_LOAD_FAILURE = f"failed to load plugin {CRI_PLUGIN}"
@@ -238,18 +237,7 @@ class Containerd:
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM containerd, SIGKILL after ``timeout`` s; return exit code."""
-        code: int | None = None
-        proc = self._proc
-        if proc is not None:
-            if proc.poll() is None:
-                try:
-                    proc.send_signal(signal.SIGTERM)
-                    code = proc.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    code = proc.wait(timeout=10)
-            else:
-                code = proc.returncode
+        code = stop_process(self._proc, timeout)
         self._close_log()
         if self._sock_tmp is not None:
             shutil.rmtree(self._sock_tmp, ignore_errors=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Mapping
@@ -15,7 +14,7 @@ from typing import IO, Any, Self
 import httpx
 import yaml
 
-from .binaries import require_binary
+from .binaries import require_binary, stop_process
 from .net import LOOPBACK, free_port
 
 #: Environment keys the harness always overrides with its own values.
@@ -216,18 +215,7 @@ class RegistryProcess:
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM the process, SIGKILL it after ``timeout`` s; return exit code."""
-        code: int | None = None
-        proc = self._proc
-        if proc is not None:
-            if proc.poll() is None:
-                try:
-                    proc.send_signal(signal.SIGTERM)
-                    code = proc.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    code = proc.wait(timeout=10)
-            else:
-                code = proc.returncode
+        code = stop_process(self._proc, timeout)
         self._close_log()
         return code
 
