@@ -42,7 +42,9 @@ def render_files(settings: Settings) -> dict[str, str]:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    settings = load_stack_settings(args.stack)
+    stack = resolve_stack(args.stack)
+    settings = load_stack_settings(stack)
+    print(_stack_header(stack, settings), file=sys.stderr)
     out = Path(args.outdir)
     for rel, text in render_files(settings).items():
         path = out / rel
@@ -230,14 +232,14 @@ def _ops(func: object) -> object:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m components.cli", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    stack_help = "read Pulumi.<STACK>.yaml (default: $LOCALDEV_STACK, else the only Pulumi.<stack>.yaml, else defaults)"
     render = sub.add_parser("render", help="write the kind config, hosts.toml files and registry environments")
     render.add_argument("outdir", help="directory to write into (created if missing)")
-    render.add_argument("--stack", help="read Pulumi.<STACK>.yaml over Pulumi.yaml's defaults (default: defaults only)")
+    render.add_argument("--stack", help=stack_help)
     render.set_defaults(func=cmd_render)
     preflight = sub.add_parser("preflight", help="check that docker, kind and pulumi are ready")
     preflight.set_defaults(func=cmd_preflight)
 
-    stack_help = "read Pulumi.<STACK>.yaml (default: $LOCALDEV_STACK, else the only Pulumi.<stack>.yaml, else defaults)"
     status = sub.add_parser("status", help="check the caches, push registry, node hosts.toml files and ConfigMap")
     status.add_argument("--stack", help=stack_help)
     status.set_defaults(func=_ops(cmd_status))
