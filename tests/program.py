@@ -68,6 +68,8 @@ class ProgramMocks(pulumi.runtime.Mocks):
             state["stdout"] = FAKE_KUBECONFIG if "kind get kubeconfig" in str(args.inputs.get("create")) else ""
         if args.typ == "docker:index/remoteImage:RemoteImage":
             state["imageId"] = f"sha256:{'0' * 64}"
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            state["result"] = f"generated-{args.name}"
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:

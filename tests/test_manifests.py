@@ -28,14 +28,14 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 import yaml
-from google.protobuf import json_format
-from pulumi.runtime import mocks, rpc
+from pulumi.runtime import rpc
 
 from components import workloads as workloads_module
 from components.config import REGISTRY_DEBUG_PORT, parse_settings, stack_values
 from components.render import UI_PORTS
 from components.workloads import SECRET_CONFIG, SECRETS, Workloads, WorkloadsArgs, plan_manifests
 from tests import manifest_checks as mc
+from tests.program import ProgramMocks, RecordingMonitor
 
 DOCS = mc.load_docs()
 SERVICES = mc.service_ports(DOCS)
@@ -550,38 +550,6 @@ SIG_KEY = rpc._special_sig_key
 GIVEN_POSTGRES_PASSWORD = "given-postgres-password-do-not-leak"
 
 
-class _Mocks(pulumi.runtime.Mocks):
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        state = dict(args.inputs)
-        if args.typ == "random:index/randomPassword:RandomPassword":
-            state["result"] = f"generated-{args.name}"
-        return f"{args.name}-id", state
-
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        return {}, None
-
-
-class _RecordingMonitor(mocks.MockMonitor):
-    def __init__(self, mocks_: pulumi.runtime.Mocks) -> None:
-        super().__init__(mocks_)
-        self.requests: list[dict[str, Any]] = []
-
-    def RegisterResource(self, request: Any) -> Any:  # the gRPC method's name
-        response = super().RegisterResource(request)
-        self.requests.append(
-            {
-                "type": request.type,
-                "name": request.name,
-                "urn": response.urn,
-                "parent": request.parent,
-                "provider": request.provider,
-                "dependencies": list(request.dependencies),
-                "object": json_format.MessageToDict(request.object),
-            }
-        )
-        return response
-
-
 def _secret_wrapped(value: Any) -> bool:
     return isinstance(value, dict) and value.get(SIG_KEY) == SECRET_SIG
 
@@ -620,8 +588,8 @@ def recorded() -> Iterator[list[dict[str, Any]]]:
 
 
 def _run_component() -> list[dict[str, Any]]:
-    mocks_ = _Mocks()
-    monitor = _RecordingMonitor(mocks_)
+    mocks_ = ProgramMocks()
+    monitor = RecordingMonitor(mocks_)
     pulumi.runtime.set_mocks(mocks_, project="localdev", stack="test", preview=False, monitor=monitor)
 
     @pulumi.runtime.test
@@ -640,7 +608,18 @@ def _run_component() -> list[dict[str, Any]]:
         return pulumi.Output.all(component.urls, *(cf.urn for cf in component.config_files.values()))
 
     program()
-    return monitor.requests
+    return [
+        {
+            "type": r.type,
+            "name": r.name,
+            "urn": r.urn,
+            "parent": r.parent,
+            "provider": r.provider,
+            "dependencies": r.dependencies,
+            "object": r.raw,
+        }
+        for r in monitor.registrations
+    ]
 
 
 def _named(recorded: list[dict[str, Any]], name: str) -> dict[str, Any]:
