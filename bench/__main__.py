@@ -13,14 +13,18 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
-from bench.imageset import IMAGE_SET, build_image_set
+from bench.imageset import build_image_set, workload_images
 from bench.nodes import default_snapshotter
-from bench.report import evaluate_targets, machine_info, now_utc, write_results
-from bench.runner import SCENARIO_KEYS, Bench, Options
+from bench.report import evaluate_targets, machine_info, now_utc, registry_version, write_results
+from bench.runner import DEFAULT_KEYS, SCENARIO_KEYS, Bench, Options
+from localdev.settings import PROJECT_DIR
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 QUICK_SCALE = 0.02
+#: Debian's distribution 2.8 (package docker-registry); a 3.x ``registry`` binary takes the same arguments.
+DEFAULT_REGISTRY_BIN = "/usr/bin/docker-registry"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,8 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="runs of the cheap scenarios (local, warm ...), median reported (default 3, 1 with --quick)")
     parser.add_argument("--snapshotter", choices=("auto", "overlayfs", "native"), default="auto",
                         help="containerd snapshotter for unpacking (default: overlayfs if the kernel has it, as in kind nodes)")
-    parser.add_argument("--scenarios", default=",".join(SCENARIO_KEYS),
-                        help=f"comma-separated subset of: {', '.join(SCENARIO_KEYS)}")
+    parser.add_argument("--scenarios", default=",".join(DEFAULT_KEYS),
+                        help=f"comma-separated subset of: {', '.join(SCENARIO_KEYS)} (default: all but the last)")
+    parser.add_argument("--registry-bin", metavar="PATH", default=DEFAULT_REGISTRY_BIN,
+                        help=f"distribution executable every registry runs (default {DEFAULT_REGISTRY_BIN}, Debian's 2.8; "
+                             "a 3.x `registry` built from source works the same); its --version goes into the results")
+    parser.add_argument("--manifests", type=Path, default=PROJECT_DIR / "k8s", metavar="DIR",
+                        help="Kubernetes manifests whose images make the set (default: the project's k8s/)")
     parser.add_argument("--out", type=Path, help="results directory (default bench/results, or bench/results/quick with --quick)")
     parser.add_argument("--workdir", type=Path, help="scratch directory (default: a new one under $TMPDIR, deleted afterwards)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (registries' storage, logs)")
@@ -54,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.render is not None:
         result = json.loads(args.render.read_text())
-        result["targets"] = evaluate_targets(result["scenarios"])
+        result["targets"] = evaluate_targets(result)
         for path in write_results(result, args.out or args.render.parent):
             print(f"bench: wrote {path}")
         return 0
@@ -66,6 +75,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown or not scenarios or repeats < 1 or not 0 < scale <= 1:
         print(f"error: bad arguments (unknown scenarios {unknown}, repeats {repeats}, scale {scale})", file=sys.stderr)
         return 2
+    registry_bin = shutil.which(args.registry_bin)
+    if registry_bin is None:
+        print(f"error: --registry-bin {args.registry_bin}: not an executable (install the Debian package "
+              "docker-registry, or pass a distribution `registry` binary)", file=sys.stderr)
+        return 2
+    version = registry_version(registry_bin)
     if os.geteuid() != 0:
         print("error: containerd needs root; run as root", file=sys.stderr)
         return 2
@@ -81,20 +96,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     started, begin, load_before = now_utc(), time.monotonic(), os.getloadavg()
     print(f"bench: scale {scale:g}, {args.bandwidth_mbit:g} Mbit/s, {args.latency_ms:g} ms, snapshotter {snapshotter}, "
-          f"workdir {workdir}", flush=True)
+          f"registry {registry_bin} ({version['text']}), workdir {workdir}", flush=True)
     try:
-        image_set = build_image_set(scale, IMAGE_SET)
-        print(f"bench: built {len(image_set.images)} images in {time.monotonic() - begin:.1f}s", flush=True)
+        image_set = build_image_set(scale, workload_images(args.manifests))
+        print(f"bench: built {len(image_set.images)} images of {args.manifests} in {time.monotonic() - begin:.1f}s",
+              flush=True)
         opts = Options(scale=scale, bandwidth_mbit=args.bandwidth_mbit, latency_ms=args.latency_ms, repeats=repeats,
                        snapshotter=snapshotter, workdir=workdir, scenarios=scenarios, keep=args.keep,
-                       log=lambda line: print(line, flush=True))
+                       registry_bin=registry_bin, log=lambda line: print(line, flush=True))
         scenario_results = Bench(opts, image_set).run()
     finally:
         if not args.keep and args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    targets = evaluate_targets(scenario_results)
-    result = {
+    result: dict[str, Any] = {
         "meta": {
             "mode": "quick" if args.quick else "full",
             "started": started,
@@ -104,6 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "latency_ms": args.latency_ms,
             "repeats": repeats,
             "snapshotter": snapshotter,
+            "registry_bin": registry_bin,
+            "registry_version": version,
+            "manifests": str(args.manifests),
             "machine": machine_info(),
             "loadavg_before": [round(x, 2) for x in load_before],
             "loadavg_after": [round(x, 2) for x in os.getloadavg()],
@@ -113,11 +131,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "unique_bytes": image_set.unique_bytes,
             "per_repo_bytes": image_set.per_repo_bytes,
             "blob_count": image_set.blob_count,
+            "repo_blob_pairs": image_set.repo_blob_pairs,
+            "registries": image_set.registries,
             "images": image_set.describe(),
         },
         "scenarios": scenario_results,
-        "targets": targets,
     }
+    targets = result["targets"] = evaluate_targets(result)
     for path in write_results(result, out):
         print(f"bench: wrote {path}")
     for target in targets:

@@ -2,23 +2,27 @@
 
 Every server listens on 127.0.0.1. Topology::
 
-    containerd (ctr) --hosts.toml--> cache (docker-registry, proxy) --> relay (link model) --> upstream
-                     \\--(no cache)--------------------------------------> relay ------------> upstream
-                     \\--(local limit)----------------------------------------------------------> upstream
+    containerd (ctr) --hosts.toml--> caches (one per registry host, proxy) --> relay (link model) --> upstream
+                     \\--(no cache)-----------------------------------------------> relay ------------> upstream
+                     \\--(local limit)-------------------------------------------------------------------> upstream
 
-The upstream is a plain ``docker-registry`` holding the image set, standing in
-for Docker Hub. The relay counts what crosses "the internet": bytes, manifest
-GETs (what Docker Hub counts as pulls), manifest HEADs (not counted) and blob GETs.
+The upstream is a plain registry holding the image set (every registry host's
+repositories side by side), standing in for Docker Hub, quay.io and the rest
+behind one internet link. The relay counts what crosses that link: bytes,
+manifest GETs (what Docker Hub counts as pulls), manifest HEADs (not counted)
+and blob GETs, per (repository, blob).
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import socket
 import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,10 +31,11 @@ import httpx
 
 from bench.imageset import ImageSet
 from bench.nodes import Node, NodePull, PullError, guard_env_proxy, pull_concurrently, start_nodes, stop_nodes
-from bench.warm import blob_files, program_warm_command, run_program_warm, wait_for_links, warm_by_prefetch, warm_by_pull
+from bench.warm import blob_files, run_product_warm, wait_for_links, warm_by_prefetch
 from components.config import REGISTRY_API_PORT, Settings, parse_settings
 from components.render import render_cache_env, render_hosts_toml, render_node_hosts
-from tests.harness.images import push_image
+from tests.harness.images import SyntheticImage, push_image
+from tests.harness.net import free_port
 from tests.harness.registry import RegistryProcess
 from tests.harness.relay import HttpRelay, RelayedRequest
 
@@ -50,23 +55,28 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("no_cache", "no cache", 1,
              "One node pulls the set from the upstream through the link (what a node does without localdev)."),
     Scenario("cold", "cold cache", 1,
-             "One node pulls the set through an empty cache; the cache fetches everything through the link."),
+             "One node pulls the set through empty caches; the caches fetch everything through the link."),
     Scenario("warm", "warm cache", 1,
-             "A fresh node pulls the set through the cache that already holds it; the upstream is online."),
+             "A fresh node pulls the set through the caches that already hold it; the upstream is online."),
     Scenario("warm_offline", "warm cache, upstream down", 1,
              "As warm cache, with the link refusing every connection (laptop offline)."),
     Scenario("three_cold", "3 nodes, cold cache", 3,
-             "Three fresh nodes pull the set at the same time through an empty cache."),
+             "Three fresh nodes pull the set at the same time through empty caches."),
     Scenario("three_warm", "3 nodes, warm cache", 3,
-             "Three fresh nodes pull the set at the same time through the cache the previous scenario filled."),
-    Scenario("three_warm_first_pull", "3 nodes, warm first (warm CLI)", 3,
-             "Through an empty cache: first the program's `python -m components.cli warm` pulls the set through the "
-             "cache (the warm step), then three fresh nodes pull it at the same time."),
-    Scenario("three_warm_first_prefetch", "3 nodes, warm first (prefetch)", 3,
-             "Through an empty cache: first the cache is made to fetch every blob once (requests dropped after the "
-             "headers, the cache's own background store completes; see bench/warm.py), then three fresh nodes pull."),
+             "Three fresh nodes pull the set at the same time through the caches the previous scenario filled."),
+    Scenario("up_order", "3 nodes, pulumi up order", 3,
+             "The product's order: empty caches, then the warm step exactly as `pulumi up` runs it (its script, "
+             "its environment), then three fresh nodes pull the set at the same time."),
+    Scenario("up_order_one", "1 node, pulumi up order", 1,
+             "As `up_order` with one node: what the warm step costs a single-node cluster."),
+    Scenario("three_warm_first_prefetch", "3 nodes, prefetch first (not the product's)", 3,
+             "Not run by default. Empty caches are made to fetch every blob once by requests dropped after the "
+             "headers (bench/warm.py), then three nodes pull. Works only on distribution 2.8, whose background "
+             "store goes on after the client hangs up; 3.x stores nothing this way. The product does not use it."),
 )
 SCENARIO_KEYS = tuple(s.key for s in SCENARIOS)
+#: What runs without --scenarios: everything but the method the product does not use.
+DEFAULT_KEYS = tuple(k for k in SCENARIO_KEYS if k != "three_warm_first_prefetch")
 #: Scenarios that move nothing big over the link; they are repeated and their median reported.
 REPEATED = frozenset({"local", "warm", "warm_offline", "three_warm"})
 
@@ -79,13 +89,29 @@ class Options:
     repeats: int
     snapshotter: str
     workdir: Path
-    scenarios: tuple[str, ...] = SCENARIO_KEYS
+    scenarios: tuple[str, ...] = DEFAULT_KEYS
     keep: bool = False
+    registry_bin: str | None = None
+    """The distribution binary every registry process runs (None: Debian's ``docker-registry`` on PATH)."""
     log: Callable[[str], None] = print
 
 
+def _blob_pair(path: str) -> tuple[str, str] | None:
+    """(repository, digest) of a ``/v2/<repo>/blobs/<digest>`` path, else None."""
+    match = _BLOB_PATH.match(path.split("?", 1)[0])
+    return (match["repo"], match["digest"]) if match else None
+
+
+_BLOB_PATH = re.compile(r"^/v2/(?P<repo>.+)/blobs/(?P<digest>sha256:[0-9a-f]{64})$")
+
+
 def upstream_stats(records: Sequence[RelayedRequest]) -> dict[str, int]:
-    """What the relay saw, by kind of request. Bytes are response bytes, headers included."""
+    """What the relay saw, by kind of request. Bytes are response bytes, headers included.
+
+    ``blob_get_pairs`` counts the distinct (repository, blob) pairs GET upstream
+    and ``max_gets_per_pair`` the most GETs any one pair got: 1 means each blob
+    crossed once per repository that asked for it.
+    """
     stats = {
         "bytes": 0,
         "blob_bytes": 0,
@@ -95,7 +121,10 @@ def upstream_stats(records: Sequence[RelayedRequest]) -> dict[str, int]:
         "blob_gets": 0,
         "blob_heads": 0,
         "other_requests": 0,
+        "blob_get_pairs": 0,
+        "max_gets_per_pair": 0,
     }
+    per_pair: Counter[tuple[str, str]] = Counter()
     for rec in records:
         stats["bytes"] += rec.bytes_down
         if "/manifests/" in rec.path:
@@ -110,12 +139,17 @@ def upstream_stats(records: Sequence[RelayedRequest]) -> dict[str, int]:
             stats["blob_bytes"] += rec.bytes_down
             if rec.method == "GET":
                 stats["blob_gets"] += 1
+                pair = _blob_pair(rec.path)
+                if pair is not None:
+                    per_pair[pair] += 1
             elif rec.method == "HEAD":
                 stats["blob_heads"] += 1
             else:
                 stats["other_requests"] += 1
         else:
             stats["other_requests"] += 1
+    stats["blob_get_pairs"] = len(per_pair)
+    stats["max_gets_per_pair"] = max(per_pair.values(), default=0)
     return stats
 
 
@@ -127,20 +161,20 @@ def max_stats(parts: Sequence[dict[str, int]]) -> dict[str, int]:
     return {key: max(p[key] for p in parts) for key in parts[0]}
 
 
-def node_hosts_files(settings: Settings, cache_url: str) -> dict[str, str]:
+def node_hosts_files(settings: Settings, cache_urls: Mapping[str, str]) -> dict[str, str]:
     """The nodes' hosts.toml files from ``render_node_hosts``, with one change.
 
-    The only deviation from what the program writes into kind nodes: the cache's
-    container alias (``http://<cluster>-cache-docker-io:5000``, resolvable on the
-    kind network) is replaced by the cache's loopback URL.
+    The only deviation from what the program writes into kind nodes: each
+    cache's container alias (``http://<cluster>-cache-<host>:5000``, resolvable
+    on the kind network) is replaced by that cache's loopback URL.
     """
-    mirror = settings.mirrors[0]
-    alias = f"http://{settings.cache_name(mirror)}:{REGISTRY_API_PORT}"
     files = render_node_hosts(settings)
-    docker = files[f"{mirror.host}/hosts.toml"]
-    if docker.count(alias) != 1:
-        raise RuntimeError(f"render_node_hosts no longer names the cache as {alias}:\n{docker}")
-    files[f"{mirror.host}/hosts.toml"] = docker.replace(alias, cache_url)
+    for mirror in settings.mirrors:
+        alias = f"http://{settings.cache_name(mirror)}:{REGISTRY_API_PORT}"
+        rel = f"{mirror.host}/hosts.toml"
+        if files[rel].count(alias) != 1:
+            raise RuntimeError(f"render_node_hosts no longer names the cache as {alias}:\n{files[rel]}")
+        files[rel] = files[rel].replace(alias, cache_urls[mirror.host])
     return files
 
 
@@ -150,6 +184,10 @@ def write_tree(directory: Path, files: dict[str, str]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     return directory
+
+
+Caches = dict[str, RegistryProcess]
+"""One pull-through cache per registry host of the set, as the product runs them."""
 
 
 class Bench:
@@ -184,9 +222,12 @@ class Bench:
         finally:
             sock.close()
 
+    def registry(self, name: str, env: Mapping[str, str] | None = None, port: int | None = None) -> RegistryProcess:
+        return RegistryProcess(self.workdir, name, env=env, port=port, binary=self.opts.registry_bin)
+
     def setup(self) -> None:
         self.say(f"upstream: pushing {len(self.images.images)} images, {self.images.unique_bytes / 1e6:.1f} MB distinct")
-        self.upstream = RegistryProcess(self.workdir, "upstream").start()
+        self.upstream = self.registry("upstream").start()
         self._cleanup.append(self.upstream.stop)
         with httpx.Client(trust_env=False, timeout=600.0) as client:
             for image in self.images.images:
@@ -194,8 +235,10 @@ class Bench:
         latency_s = self.opts.latency_ms / 1000
         self.relay = HttpRelay(self.upstream.host, bandwidth_bps=self.bandwidth_bps, latency_s=latency_s).start()
         self._cleanup.append(self.relay.stop)
-        # The product's settings, with the docker.io cache's upstream pointed at the relay.
-        self.settings = parse_settings({"mirrors": [f"docker.io=5000={self.relay.url}"]})
+        # The product's settings: a cache per registry host of the set, each on its own loopback port and
+        # pulling from the relay (one upstream holds every host's repositories, behind one link).
+        mirrors = [f"{host}={free_port()}={self.relay.url}" for host in self.images.registries]
+        self.settings = parse_settings({"mirrors": mirrors})
 
     def teardown(self) -> None:
         for step in reversed(self._cleanup):
@@ -203,31 +246,39 @@ class Bench:
                 step()
         self._cleanup.clear()
 
-    def new_cache(self, name: str) -> RegistryProcess:
-        """A pull-through cache with the environment the product gives its container."""
+    def new_caches(self, name: str) -> Caches:
+        """Empty pull-through caches, each with the environment the product gives its container."""
         assert self.settings is not None and self.relay is not None
-        self.relay.mode = "pass"  # 2.8 panics at start if its upstream is unreachable (FIELD-NOTES)
-        env = render_cache_env(self.settings, self.settings.mirrors[0])
-        cache = RegistryProcess(self.workdir, name, env=env).start()
-        self._cleanup.append(cache.stop)
-        return cache
+        self.relay.mode = "pass"  # 2.8 and 3.x exit at start if their upstream is unreachable
+        caches: Caches = {}
+        for mirror in self.settings.mirrors:
+            env = render_cache_env(self.settings, mirror)
+            cache = self.registry(f"{name}-{mirror.slug}", env=env, port=mirror.port).start()
+            self._cleanup.append(cache.stop)
+            caches[mirror.host] = cache
+        return caches
 
-    def drop_cache(self, cache: RegistryProcess) -> None:
-        cache.stop()
-        if not self.opts.keep:
-            shutil.rmtree(cache.dir, ignore_errors=True)
+    def drop_caches(self, caches: Caches) -> None:
+        for cache in caches.values():
+            cache.stop()
+            if not self.opts.keep:
+                shutil.rmtree(cache.dir, ignore_errors=True)
 
-    def settle(self, cache: RegistryProcess | None, idle_s: float = 1.0) -> float:
-        """Wait until the cache stored every blob and the link went quiet; return seconds waited.
+    def images_of(self, host: str) -> list[SyntheticImage]:
+        return [image for spec, image in zip(self.images.specs, self.images.images, strict=True) if spec.registry == host]
 
-        distribution keeps fetching in the background after a client got its
-        blob (its own copy for the store), so the upstream figures are read only
-        after this.
+    def settle(self, caches: Caches | None, idle_s: float = 1.0) -> float:
+        """Wait until the caches stored every blob and the link went quiet; return seconds waited.
+
+        distribution 2.8 keeps fetching in the background after a client got
+        its blob (its own copy for the store), so the upstream figures are read
+        only after this.
         """
         assert self.relay is not None
         begin = time.monotonic()
-        if cache is not None and self.relay.mode == "pass":
-            wait_for_links(blob_files(cache.storage, self.images.images), self.settle_timeout)
+        if caches and self.relay.mode == "pass":
+            for host, cache in caches.items():
+                wait_for_links(blob_files(cache.storage, self.images_of(host)), self.settle_timeout)
         last, since = self.relay.bytes_down, time.monotonic()
         deadline = begin + self.settle_timeout
         while time.monotonic() - since < idle_s:
@@ -248,7 +299,7 @@ class Bench:
             if wrong:
                 raise PullError(f"node {node.name} holds wrong or missing images: {wrong}")
 
-    def pull_phase(self, label: str, hosts_dir: Path, count: int, cache: RegistryProcess | None) -> dict[str, Any]:
+    def pull_phase(self, label: str, hosts_dir: Path, count: int, caches: Caches | None) -> dict[str, Any]:
         """Fresh nodes pull the set (concurrently if several); measure time and upstream traffic."""
         assert self.relay is not None
         names = [f"{label}-node{i + 1}" for i in range(count)]
@@ -257,39 +308,36 @@ class Bench:
             self.relay.reset()
             pulls: list[NodePull] = pull_concurrently(nodes, self.images.refs, self.pull_timeout)
             wall = max(p.finished for p in pulls) - min(p.started for p in pulls)
-            settle_s = self.settle(cache)
-            stats = upstream_stats(self.relay.records)
+            settle_s = self.settle(caches)
+            records = self.relay.records
             self.check_pulled(nodes)
         finally:
             stop_nodes(nodes)
         return {
             "wall_s": round(wall, 3),
             "settle_s": round(settle_s, 3),
-            "upstream": stats,
+            "upstream": upstream_stats(records),
             "nodes": [{"node": p.node, "total_s": round(p.total_s, 3), "images_s": p.images} for p in pulls],
+            "_records": records,
         }
 
-    def warm_step(self, how: str, cache: RegistryProcess) -> dict[str, Any]:
-        assert self.relay is not None
+    def warm_step(self, how: str, caches: Caches) -> dict[str, Any]:
+        """Fill the empty caches before any node pulls; the link's figures are kept apart from the nodes'."""
+        assert self.relay is not None and self.settings is not None
         self.relay.reset()
         begin = time.monotonic()
-        summary = ""
-        if how == "pull":
-            command = program_warm_command(cache.url, cache.storage, self.images.refs)
-            if command is not None:
-                tool = "python -m components.cli warm --registry CACHE --storage DIR --no-manifests REFS..."
-                summary = run_program_warm(command, self.settle_timeout * 2)
-            else:
-                tool = "bench.warm.warm_by_pull (the program has no warm command)"
-                warm_by_pull(cache.url, self.images.images)
+        if how == "product":
+            step = run_product_warm(self.settings, {host: c.storage for host, c in caches.items()},
+                                    self.settle_timeout * 2)
         else:
-            tool = "bench.warm.warm_by_prefetch"
-            warm_by_prefetch(cache.url, cache.storage, self.images.images, self.settle_timeout)
+            for host, cache in caches.items():
+                warm_by_prefetch(cache.url, cache.storage, self.images_of(host), self.settle_timeout)
+            step = {"tool": "bench.warm.warm_by_prefetch", "output": ""}
         wall = time.monotonic() - begin
-        settle_s = self.settle(cache)
-        stats = upstream_stats(self.relay.records)
-        return {"how": how, "tool": tool, "output": summary, "wall_s": round(wall, 3), "settle_s": round(settle_s, 3),
-                "upstream": stats}
+        settle_s = self.settle(caches)
+        records = self.relay.records
+        return {"how": how, **step, "wall_s": round(wall, 3), "settle_s": round(settle_s, 3),
+                "upstream": upstream_stats(records), "_records": records}
 
     # ------------------------------------------------------------- scenarios
     def run(self) -> list[dict[str, Any]]:
@@ -300,11 +348,17 @@ class Bench:
             finally:
                 self.teardown()
 
-    def _record(self, scenario: Scenario, samples: list[dict[str, Any]], cache: RegistryProcess | None,
+    def _record(self, scenario: Scenario, samples: list[dict[str, Any]], caches: Caches | None,
                 warm: dict[str, Any] | None = None) -> dict[str, Any]:
         walls = [s["wall_s"] for s in samples]
         upstream = max_stats([s["upstream"] for s in samples])
-        total = sum_stats(upstream, warm["upstream"]) if warm else upstream
+        node_records = [s.pop("_records") for s in samples]
+        if warm:
+            # Per-pair figures are recounted over both phases: a pair the warm step and a node both GET counts 2.
+            total = upstream_stats([*warm.pop("_records"), *node_records[0]])
+        else:
+            total = upstream
+        total_wall = walls[0] + warm["wall_s"] + warm["settle_s"] if warm else None
         result: dict[str, Any] = {
             "key": scenario.key,
             "title": scenario.title,
@@ -312,18 +366,21 @@ class Bench:
             "nodes": scenario.nodes,
             "wall_s": round(statistics.median(walls), 3),
             "wall_samples_s": walls,
+            "total_wall_s": round(total_wall, 3) if total_wall is not None else None,
             "upstream": upstream,
             "upstream_total": total,
             "upstream_over_image_bytes": round(total["bytes"] / self.images.unique_bytes, 4),
+            "link_s": round(total["bytes"] / self.bandwidth_bps, 3),
             "warm_step": warm,
             "samples": samples,
-            "cache_metrics": _proxy_metrics(cache) if cache is not None else None,
+            "cache_metrics": {host: _proxy_metrics(c) for host, c in caches.items()} if caches else None,
         }
-        extra = f", warm step {warm['wall_s']:.1f}s" if warm else ""
+        extra = f", warm step {warm['wall_s']:.1f}s (+{warm['settle_s']:.1f}s settling)" if warm else ""
         self.say(
             f"{scenario.title}: {result['wall_s']:.2f}s{extra}; upstream {total['bytes'] / 1e6:.1f} MB "
             f"({result['upstream_over_image_bytes']:.2f}x image bytes), manifest GETs {total['manifest_gets']}, "
-            f"HEADs {total['manifest_heads']}, blob GETs {total['blob_gets']}"
+            f"HEADs {total['manifest_heads']}, blob GETs {total['blob_gets']} for {total['blob_get_pairs']} "
+            f"(repository, blob) pairs"
         )
         return result
 
@@ -335,63 +392,67 @@ class Bench:
         results: list[dict[str, Any]] = []
         hosts = self.workdir / "hosts"
 
-        def run(key: str, hosts_dir: Path, cache: RegistryProcess | None) -> None:
+        def run(key: str, hosts_dir: Path, caches: Caches | None) -> None:
             scenario = by_key[key]
             count = self.opts.repeats if key in REPEATED else 1
             runs = f", {count} runs" if count > 1 else ""
             self.say(f"{scenario.title}: {scenario.nodes} node(s) pulling {len(self.images.refs)} images{runs}")
-            samples = [self.pull_phase(key, hosts_dir, scenario.nodes, cache) for _ in range(count)]
-            results.append(self._record(scenario, samples, cache))
+            samples = [self.pull_phase(key, hosts_dir, scenario.nodes, caches) for _ in range(count)]
+            results.append(self._record(scenario, samples, caches))
+
+        def caches_for(name: str) -> tuple[Caches, Path]:
+            caches = self.new_caches(name)
+            urls = {host: cache.url for host, cache in caches.items()}
+            return caches, write_tree(hosts / name, node_hosts_files(settings, urls))
 
         def direct() -> None:
+            # containerd 1.6 rejects a hosts.toml with only `server`, so the target is also the one host entry.
+            def files(url: str) -> dict[str, str]:
+                return {f"{host}/hosts.toml": render_hosts_toml(url, url) for host in self.images.registries}
+
             if "local" in wanted:
-                files = {"docker.io/hosts.toml": render_hosts_toml(upstream.url, upstream.url)}
-                run("local", write_tree(hosts / "local", files), None)
+                run("local", write_tree(hosts / "local", files(upstream.url)), None)
             if "no_cache" in wanted:
-                # containerd 1.6 rejects a hosts.toml with only `server`, so the relay is also the one host entry.
-                files = {"docker.io/hosts.toml": render_hosts_toml(relay.url, relay.url)}
-                run("no_cache", write_tree(hosts / "no_cache", files), None)
+                run("no_cache", write_tree(hosts / "no_cache", files(relay.url)), None)
 
         def single() -> None:
-            cache = self.new_cache("cache-single")
-            hosts_dir = write_tree(hosts / "cache-single", node_hosts_files(settings, cache.url))
-            # warm and warm_offline need the cache filled: the cold scenario does that, so it always runs first.
-            run("cold", hosts_dir, cache)
+            caches, hosts_dir = caches_for("cache-single")
+            # warm and warm_offline need the caches filled: the cold scenario does that, so it always runs first.
+            run("cold", hosts_dir, caches)
             if "warm" in wanted:
-                run("warm", hosts_dir, cache)
+                run("warm", hosts_dir, caches)
             if "warm_offline" in wanted:
                 relay.mode = "refuse"
                 try:
-                    run("warm_offline", hosts_dir, cache)
+                    run("warm_offline", hosts_dir, caches)
                 finally:
                     relay.mode = "pass"
-            self.drop_cache(cache)
+            self.drop_caches(caches)
 
         def three() -> None:
-            cache = self.new_cache("cache-three")
-            hosts_dir = write_tree(hosts / "cache-three", node_hosts_files(settings, cache.url))
-            # three_warm needs the cache filled: the cold scenario does that, so it always runs first.
-            run("three_cold", hosts_dir, cache)
+            caches, hosts_dir = caches_for("cache-three")
+            # three_warm needs the caches filled: the cold scenario does that, so it always runs first.
+            run("three_cold", hosts_dir, caches)
             if "three_warm" in wanted:
-                run("three_warm", hosts_dir, cache)
-            self.drop_cache(cache)
+                run("three_warm", hosts_dir, caches)
+            self.drop_caches(caches)
 
         def warm_first(key: str, how: str) -> None:
             scenario = by_key[key]
-            cache = self.new_cache(f"cache-{how}")
-            hosts_dir = write_tree(hosts / f"cache-{how}", node_hosts_files(settings, cache.url))
+            caches, hosts_dir = caches_for(f"cache-{key}")
             self.say(f"{scenario.title}: warm step ({how})")
-            warm = self.warm_step(how, cache)
+            warm = self.warm_step(how, caches)
             self.say(f"{scenario.title}: {scenario.nodes} node(s) pulling {len(self.images.refs)} images")
-            samples = [self.pull_phase(key, hosts_dir, scenario.nodes, cache)]
-            results.append(self._record(scenario, samples, cache, warm=warm))
-            self.drop_cache(cache)
+            samples = [self.pull_phase(key, hosts_dir, scenario.nodes, caches)]
+            results.append(self._record(scenario, samples, caches, warm=warm))
+            self.drop_caches(caches)
 
         groups: list[tuple[set[str], Callable[[], None]]] = [
             ({"local", "no_cache"}, direct),
             ({"cold", "warm", "warm_offline"}, single),
             ({"three_cold", "three_warm"}, three),
-            ({"three_warm_first_pull"}, lambda: warm_first("three_warm_first_pull", "pull")),
+            ({"up_order"}, lambda: warm_first("up_order", "product")),
+            ({"up_order_one"}, lambda: warm_first("up_order_one", "product")),
             ({"three_warm_first_prefetch"}, lambda: warm_first("three_warm_first_prefetch", "prefetch")),
         ]
         for keys, group in groups:

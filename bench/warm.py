@@ -1,33 +1,38 @@
-"""Warming a pull-through cache before the nodes pull, two ways.
+"""Warming the caches before the nodes pull, two ways.
 
-* A full pull through the cache: the program's own ``python -m components.cli
-  warm`` (:func:`program_warm_command`), or where that command is absent
-  :func:`warm_by_pull`, which pulls every manifest and blob once, verifying
-  digests. On distribution 2.8 each missed blob is fetched upstream twice (once
-  for the client, once by the cache's own background store), so this costs
-  about twice the image bytes; 3.0 fixed that (FIELD-NOTES).
-* :func:`warm_by_prefetch` asks the cache for every blob and drops each
-  response after its headers. The cache's background store still fetches the
-  whole blob once, while the copy streamed to the client stops when the
-  client goes away. It waits until the cache's storage links each blob into
-  its repository (the bench owns that directory; the program's ``warm`` reads
-  the same links through ``--storage`` or the Docker API), and finishes with a
-  full verified pull through the cache, which must come from its disk.
-"""
+* :func:`run_product_warm`: the warm step exactly as ``pulumi up`` runs it,
+  the product's script (``localdev/scripts/warm-caches.sh``) under ``/bin/sh
+  -c`` with the environment the program gives its Command
+  (``render_warm_env``), from the project directory. One deviation: it reads
+  what each cache holds from the cache's storage directory instead of through
+  the Docker API (the bench's caches are processes, not containers); both
+  read the same files and neither sends the cache a request. It reads every
+  missed blob in full through the cache, once per repository; distribution
+  3.x stores a blob from that one upstream stream, 2.8 also fetches it a
+  second time for its own store (its double fetch, see bench/README.md).
+* :func:`warm_by_prefetch` (not the product's method, not run by default):
+  asks the cache for every blob and drops each response after its headers.
+  2.8's background store still fetches the whole blob once while the copy
+  streamed to the client stops; 3.x writes the client stream and the store
+  from one upstream stream, so a client that hangs up leaves nothing stored
+  and this method times out there. It waits until the cache's storage links
+  each blob into its repository, and finishes with a full verified pull
+  through the cache, which must come from its disk.
 
 from __future__ import annotations
 
-import importlib.util
+import os
 import subprocess
-import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-from components.config import PROJECT_DIR
+from localdev.settings import PROJECT_DIR, Settings
+from localdev.warmup import WARM_SCRIPT, render_warm_env, script_text, warm_targets
 from tests.harness.images import MANIFEST_ACCEPT, SyntheticImage, pull_manifest_and_blobs
 
 
@@ -103,22 +108,30 @@ def warm_by_prefetch(cache_url: str, storage: Path, images: list[SyntheticImage]
     warm_by_pull(cache_url, images)
 
 
-def program_warm_command(cache_url: str, storage: Path, refs: Sequence[str]) -> list[str] | None:
-    """The program's ``warm`` command for ``refs`` through one cache, or None where the program has none."""
-    if importlib.util.find_spec("components.ops.warm") is None:
-        return None
-    return [sys.executable, "-m", "components.cli", "warm", "--registry", cache_url, "--storage", str(storage),
-            "--no-manifests", *refs]
+def run_product_warm(settings: Settings, storages: Mapping[str, Path], timeout: float) -> dict[str, Any]:
+    """Run the program's warm step against the caches of ``settings``; return what it printed.
 
-
-def run_program_warm(command: list[str], timeout: float) -> str:
-    """Run the program's ``warm``; return its summary line. Raise if it fails."""
+    ``storages`` maps each registry host to its cache's storage directory
+    (the one deviation, see the module docstring). Raises if the step fails:
+    its exit status is 0 even when images are missing, so a failure here is
+    the step itself breaking.
+    """
+    targets = warm_targets(settings, storage={host: f"dir:{path}" for host, path in storages.items()})
+    env = render_warm_env(settings, targets=targets)
+    command = ["/bin/sh", "-c", script_text()]
+    begin = time.monotonic()
     try:
-        res = subprocess.run(command, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=timeout,
-                             stdin=subprocess.DEVNULL, check=False)
+        res = subprocess.run(command, cwd=PROJECT_DIR, env={**os.environ, **env}, capture_output=True, text=True,
+                             timeout=timeout, stdin=subprocess.DEVNULL, check=False)
     except subprocess.TimeoutExpired as exc:
-        raise RuntimeError(f"`{' '.join(command[1:4])}` took longer than {timeout:.0f}s") from exc
+        raise RuntimeError(f"the warm step ({WARM_SCRIPT}) took longer than {timeout:.0f}s") from exc
     if res.returncode != 0:
-        raise RuntimeError(f"`{' '.join(command[1:4])}` failed ({res.returncode}):\n{res.stdout[-1500:]}{res.stderr[-1500:]}")
+        raise RuntimeError(f"the warm step ({WARM_SCRIPT}) failed ({res.returncode}):\n{res.stdout[-1500:]}{res.stderr[-1500:]}")
     lines = res.stdout.strip().splitlines()
-    return lines[-1] if lines else ""
+    return {
+        "tool": f"localdev/scripts/{WARM_SCRIPT} (sh -c, render_warm_env)",
+        "env": {k: v for k, v in sorted(env.items())},
+        "output": lines[-1] if lines else "",
+        "progress": res.stderr.strip().splitlines()[-12:],
+        "step_s": round(time.monotonic() - begin, 3),
+    }

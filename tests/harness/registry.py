@@ -58,8 +58,11 @@ class RegistryProcess:
         env: Mapping[str, str] | None = None,
         port: int | None = None,
         debug_port: int | None = None,
+        binary: str | None = None,
     ) -> None:
         self.workdir = Path(workdir)
+        #: The distribution executable; None finds Debian's ``docker-registry`` on PATH at start.
+        self.binary = binary
         self.name = name
         self.env: dict[str, str] = dict(env or {})
         self.port: int = port if port is not None else free_port()
@@ -153,7 +156,7 @@ class RegistryProcess:
         """
         if self.running:
             raise RuntimeError(f"registry {self.name} is already running")
-        binary = require_binary("docker-registry")
+        binary = self.binary or require_binary("docker-registry")
         self.storage.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
         self._close_log()
