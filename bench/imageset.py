@@ -88,11 +88,9 @@ def workload_images(manifests_dir: Path) -> tuple[ImageSpec, ...]:
     specs: dict[str, ImageSpec] = {}
     for found in images_from_manifests(manifests_dir):
         ref = parse_reference(found.image)
-        if ref.digest is not None:
-            # A synthetic image cannot have a given digest; the tag (or a stand-in) keeps the repository in the set.
-            tag = ref.tag or "pinned"
-        else:
-            tag = ref.tag or "latest"
+        # parse_reference leaves the tag empty only for a digest-only reference; a synthetic image cannot
+        # have that digest, so a stand-in tag keeps the repository in the set.
+        tag = ref.tag or "pinned"
         key = f"{ref.registry}/{ref.repository}"
         spec = ImageSpec(ref.registry, ref.repository, tag, SHAPES.get(key, DEFAULT_SHAPE), key in SHAPES,
                          tuple(found.sources))

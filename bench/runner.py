@@ -32,8 +32,8 @@ import httpx
 from bench.imageset import ImageSet
 from bench.nodes import Node, NodePull, PullError, guard_env_proxy, pull_concurrently, start_nodes, stop_nodes
 from bench.warm import blob_files, run_product_warm, wait_for_links, warm_by_prefetch
-from components.config import REGISTRY_API_PORT, Settings, parse_settings
-from components.render import render_cache_env, render_hosts_toml, render_node_hosts
+from localdev.render import render_cache_env, render_hosts_toml, render_node_hosts
+from localdev.settings import REGISTRY_API_PORT, Settings, parse_settings
 from tests.harness.images import SyntheticImage, push_image
 from tests.harness.net import free_port
 from tests.harness.registry import RegistryProcess
@@ -353,11 +353,8 @@ class Bench:
         walls = [s["wall_s"] for s in samples]
         upstream = max_stats([s["upstream"] for s in samples])
         node_records = [s.pop("_records") for s in samples]
-        if warm:
-            # Per-pair figures are recounted over both phases: a pair the warm step and a node both GET counts 2.
-            total = upstream_stats([*warm.pop("_records"), *node_records[0]])
-        else:
-            total = upstream
+        # Per-pair figures are recounted over both phases: a pair the warm step and a node both GET counts 2.
+        total = upstream_stats([*warm.pop("_records"), *node_records[0]]) if warm else upstream
         total_wall = walls[0] + warm["wall_s"] + warm["settle_s"] if warm else None
         result: dict[str, Any] = {
             "key": scenario.key,

@@ -18,6 +18,7 @@
   and this method times out there. It waits until the cache's storage links
   each blob into its repository, and finishes with a full verified pull
   through the cache, which must come from its disk.
+"""
 
 from __future__ import annotations
 
