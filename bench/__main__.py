@@ -62,7 +62,7 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.render is not None:
-        result = json.loads(args.render.read_text())
+        result: dict[str, Any] = json.loads(args.render.read_text())
         result["targets"] = evaluate_targets(result)
         for path in write_results(result, args.out or args.render.parent):
             print(f"bench: wrote {path}")
@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.keep and args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    result: dict[str, Any] = {
+    result = {
         "meta": {
             "mode": "quick" if args.quick else "full",
             "started": started,

@@ -112,49 +112,49 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_warm(args: argparse.Namespace) -> int:
+    from functools import cache
+
     from localdev.errors import OpsError, UsageError
-    from localdev.images import ImageRef, parse_reference
-    from localdev.manifests import images_from_manifests
     from localdev.ops import dockerapi
     from localdev.ops.registry_api import RegistryClient, normalise_url
-    from localdev.ops.storage import ContainerStorage, LocalStorage
-    from localdev.ops.warm import ImageJob, Warmer, WarmTarget, parse_platforms, summarise
+    from localdev.ops.storage import LocalStorage
+    from localdev.ops.warm import (
+        WarmRequest,
+        WarmTarget,
+        collect_jobs,
+        parse_cache_target,
+        parse_platforms,
+        route,
+        route_all,
+        run_warm,
+        stack_cache_targets,
+    )
 
     if args.storage and not args.registry:
         raise UsageError("--storage goes with --registry URL (the stack's caches are read through Docker)")
-    if args.jobs < 1 or args.jobs > 64:
-        raise UsageError(f"--jobs {args.jobs}: use 1 to 64")
-    platforms = parse_platforms(args.platform)
-    jobs: list[ImageJob] = [ImageJob(text, parse_reference(text)) for text in args.images]  # bad input: exit 2 here
-    if not args.no_manifests:
-        directory = Path(args.manifests) if args.manifests else PROJECT_DIR / "k8s"
-        if directory.is_dir() or args.manifests:
-            for found in images_from_manifests(directory):
-                try:
-                    ref: ImageRef | None = parse_reference(found.image)
-                    error = None
-                except UsageError as err:
-                    ref, error = None, f"{err.line()} (in {', '.join(found.sources)})"
-                jobs.append(ImageJob(found.image, ref, error=error))
-        else:
-            print(f"no {directory} directory: warming only the images given", file=sys.stderr)
-    seen: set[object] = set()
-    unique: list[ImageJob] = []
-    for job in jobs:
-        key = job.ref if job.ref is not None else job.text
-        if key not in seen:
-            seen.add(key)
-            unique.append(job)
-    if not unique:
-        print("nothing to warm: no images given and none found in the manifests")
-        return 0
+    if args.registry and args.cache:
+        raise UsageError("--registry and --cache both say what to pull through: use one of them")
+    request = WarmRequest(
+        images=args.images,
+        manifests=None if args.no_manifests else Path(args.manifests) if args.manifests else PROJECT_DIR / "k8s",
+        manifests_optional=not args.manifests,
+        jobs=args.jobs,
+        platforms=parse_platforms(args.platform),
+        timeout=args.timeout,
+        allow_missing=args.allow_missing,
+        progress_lines=args.progress_lines,
+    )
+    if not 1 <= request.jobs <= 64:
+        raise UsageError(f"--jobs {request.jobs}: use 1 to 64")
+    jobs = collect_jobs(request, sys.stderr)  # a malformed IMAGE: exit 2 here, before anything is fetched
     if args.registry:
         url = normalise_url(args.registry)
-        target = WarmTarget(url, url, LocalStorage(Path(args.storage)) if args.storage else None)
         with RegistryClient(url, timeout=min(args.timeout, 30.0)) as probe:
             probe.ping()  # a registry that is down is one line, not one per image
-        for job in unique:
-            job.target = target if job.ref is not None else None
+        route_all(jobs, WarmTarget(url, url, LocalStorage(Path(args.storage)) if args.storage else None))
+    elif args.cache:
+        connect = cache(dockerapi.connect)
+        route(jobs, dict(parse_cache_target(spec, connect) for spec in args.cache))
     else:
         settings = load_stack_settings(resolve_stack(args.stack))
         try:
@@ -162,44 +162,10 @@ def cmd_warm(args: argparse.Namespace) -> int:
         except OpsError as err:
             client = None
             print(f"{err.line()}: checking what the caches hold through their API instead", file=sys.stderr)
-        targets: dict[str, WarmTarget] = {}
-        for mirror in settings.mirrors:
-            storage = None
-            if client is not None:
-                import docker  # type: ignore[import-untyped]
-
-                try:
-                    storage = ContainerStorage(client.containers.get(settings.cache_name(mirror)))
-                except docker.errors.DockerException:
-                    storage = None
-            targets[mirror.host] = WarmTarget(f"http://127.0.0.1:{mirror.port}", f"{mirror.host} cache", storage)
+        targets = stack_cache_targets(settings, (lambda: client) if client is not None else None)
         push_hosts = {settings.push_host, f"127.0.0.1:{settings.push_port}"}
-        for job in unique:
-            if job.ref is None:
-                continue
-            if job.ref.registry in push_hosts:
-                job.skipped = "lives in the push registry; nothing to warm"
-            elif job.ref.registry in targets:
-                job.target = targets[job.ref.registry]
-            else:
-                host = job.ref.registry
-                index = len(settings.mirrors)
-                entry = host if host in _default_ports() else f"{host}=PORT"
-                fix = f"pulumi config set --path 'mirrors[{index}]' {entry}, then pulumi up"
-                job.error = f"no cache for {host} (fix: add {host} to mirrors: {fix})"
-    warmer = Warmer(jobs=args.jobs, platforms=platforms, timeout=args.timeout)
-    try:
-        result = warmer.run(unique, sys.stderr)
-    finally:
-        warmer.close()
-    summarise(result, sys.stdout)
-    return 1 if result.failed else 0
-
-
-def _default_ports() -> dict[str, int]:
-    from localdev.settings import DEFAULT_CACHE_PORTS
-
-    return DEFAULT_CACHE_PORTS
+        route(jobs, targets, push_hosts=push_hosts, next_mirror_index=len(settings.mirrors))
+    return run_warm(jobs, request, sys.stdout, sys.stderr)
 
 
 def _ops(func: object) -> object:
@@ -270,6 +236,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="for multi-platform images: os/arch[,os/arch…] or 'all' (default: this machine's, e.g. linux/amd64)",
     )
     warm.add_argument("--timeout", type=float, default=300.0, help="seconds a request may stall (default 300)")
+    warm.add_argument(
+        "--cache",
+        action="append",
+        metavar="HOST=URL[=STORAGE]",
+        help="pull HOST's images through the cache at URL instead of the stack's (repeatable); STORAGE is where to read "
+        "what it holds: container:NAME or dir:PATH (the warm step of pulumi up passes its caches this way)",
+    )
+    warm.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="images that cannot be fetched (upstream unreachable) are reported, and the exit status is still 0",
+    )
+    warm.add_argument("--progress-lines", action="store_true", help="progress as a line every few seconds, not a bar")
     warm.set_defaults(func=_ops(cmd_warm))
     return parser
 

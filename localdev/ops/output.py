@@ -76,32 +76,74 @@ def percent(value: float | None) -> str:
 
 
 class Progress:
-    """A one-line progress bar on stderr, redrawn in place; silent when stderr is not a terminal."""
+    """Progress on stderr: a bar redrawn in place on a terminal, else silent, or lines when asked.
 
-    def __init__(self, total_items: int, total_bytes: int, label: str, stream: TextIO | None = None) -> None:
+    ``lines=True`` is for output read line by line (``pulumi up`` shows a
+    Command's stderr as it comes): one line every ``interval`` seconds while
+    bytes move, and one at the end.
+    """
+
+    def __init__(
+        self,
+        total_items: int,
+        total_bytes: int,
+        label: str,
+        stream: TextIO | None = None,
+        *,
+        lines: bool = False,
+        interval: float = 5.0,
+    ) -> None:
         self.stream = stream if stream is not None else sys.stderr
-        self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.lines = lines
+        self.enabled = lines or bool(getattr(self.stream, "isatty", lambda: False)())
         self.total_items = total_items
         self.total_bytes = total_bytes
         self.label = label
+        self.interval = interval if lines else 0.1
         self.items = 0
         self.bytes = 0
         self._lock = threading.Lock()
-        self._last_draw = 0.0
+        self._last_draw = time.monotonic() if lines else 0.0
+        self._started = time.monotonic()
+        if lines:
+            self._line("start")
 
     def advance(self, nbytes: int = 0, items: int = 0) -> None:
         with self._lock:
             self.bytes += nbytes
             self.items += items
             now = time.monotonic()
-            if self.enabled and (now - self._last_draw > 0.1 or self.items == self.total_items):
-                self._last_draw = now
+            due = now - self._last_draw > self.interval
+            # The bar is drawn full at once; the last line is close()'s.
+            finished = self.items == self.total_items and not self.lines
+            if not self.enabled or not (due or finished):
+                return
+            self._last_draw = now
+            if self.lines:
+                self._line()
+            else:
                 self._draw()
+
+    def _fraction(self) -> float:
+        frac = self.bytes / self.total_bytes if self.total_bytes else (self.items / self.total_items if self.total_items else 1.0)
+        return min(max(frac, 0.0), 1.0)
+
+    def _line(self, when: str = "") -> None:
+        if when == "start":
+            text = f"{self.total_items} blobs to fetch, {human_bytes(self.total_bytes)}"
+        else:
+            elapsed = time.monotonic() - self._started
+            rate = self.bytes / elapsed if elapsed > 0 else 0.0
+            text = (
+                f"{self._fraction() * 100:3.0f}%  {self.items}/{self.total_items} blobs  "
+                f"{human_bytes(self.bytes)}/{human_bytes(self.total_bytes)}  {human_bytes(rate)}/s  {elapsed:.0f}s"
+            )
+        self.stream.write(f"{self.label}: {text}\n")
+        self.stream.flush()
 
     def _draw(self) -> None:
         width = 24
-        frac = self.bytes / self.total_bytes if self.total_bytes else (self.items / self.total_items if self.total_items else 1.0)
-        frac = min(max(frac, 0.0), 1.0)
+        frac = self._fraction()
         filled = int(frac * width)
         bar = "█" * filled + "░" * (width - filled)
         self.stream.write(
@@ -111,8 +153,12 @@ class Progress:
         self.stream.flush()
 
     def close(self) -> None:
-        if self.enabled:
-            with self._lock:
-                self._draw()
-                self.stream.write("\n")
-                self.stream.flush()
+        if not self.enabled:
+            return
+        with self._lock:
+            if self.lines:
+                self._line()
+                return
+            self._draw()
+            self.stream.write("\n")
+            self.stream.flush()

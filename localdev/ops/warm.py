@@ -29,15 +29,19 @@ import hashlib
 import platform as host_platform
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TextIO
+from pathlib import Path
+from typing import Any, TextIO
 
-from localdev.errors import OpsError
-from localdev.images import ImageRef
+from localdev.errors import OpsError, UsageError
+from localdev.images import ImageRef, parse_reference
+from localdev.manifests import images_from_manifests
 from localdev.ops.output import Progress, Style, human_bytes
-from localdev.ops.registry_api import Descriptor, Manifest, RegistryClient, RegistryError, served_from_storage
-from localdev.ops.storage import StorageReader, held_blobs, holds_blob
+from localdev.ops.registry_api import Descriptor, Manifest, RegistryClient, RegistryError, normalise_url, served_from_storage
+from localdev.ops.storage import ContainerStorage, LocalStorage, StorageReader, held_blobs, holds_blob
+from localdev.settings import DEFAULT_CACHE_PORTS, Settings
 
 CHUNK = 1 << 16
 #: How long to wait for a cache to commit a blob it streamed to us.
@@ -146,10 +150,13 @@ def _select_children(index: Manifest, platforms: list[str] | None) -> list[Descr
 
 
 class Warmer:
-    def __init__(self, *, jobs: int = 4, platforms: list[str] | None = None, timeout: float = 300.0) -> None:
+    def __init__(
+        self, *, jobs: int = 4, platforms: list[str] | None = None, timeout: float = 300.0, progress_lines: bool = False
+    ) -> None:
         self.workers = max(1, jobs)
         self.platforms = platforms
         self.timeout = timeout
+        self.progress_lines = progress_lines
         self._clients: dict[str, RegistryClient] = {}
         self._lock = threading.Lock()
 
@@ -282,7 +289,7 @@ class Warmer:
         by_digest: dict[str, list[BlobTask]] = {}
         for task in work:
             by_digest.setdefault(task.digest, []).append(task)
-        progress = Progress(len(work), sum(t.size for t in work), "warming", err)
+        progress = Progress(len(work), sum(t.size for t in work), "warming", err, lines=self.progress_lines)
 
         def run_group(group: list[BlobTask]) -> None:
             for task in group:
@@ -342,3 +349,158 @@ def summarise(result: WarmResult, out: TextIO) -> None:
     if failed_n:
         line += f", {failed_n} image(s) failed"
     out.write(f"{style.bad if failed_n else style.ok} {line}\n")
+
+
+# ------------------------------------------------------------ what to warm, through which registry
+@dataclass
+class WarmRequest:
+    """What ``warm`` is asked to do: the command's arguments, or the program's warm step's parameters."""
+
+    images: Sequence[str] = ()
+    """Image references given by name (``redis:7``, ``ghcr.io/org/app:1.2``)."""
+    manifests: Path | None = None
+    """Directory of Kubernetes manifests whose images are warmed too; None reads none."""
+    manifests_optional: bool = False
+    """A missing ``manifests`` directory is a note (the default k8s/), not an error (a directory the user named)."""
+    jobs: int = 4
+    """Parallel blob downloads (1 to 64)."""
+    platforms: list[str] | None = None
+    """For an image index: the platforms to warm (None: all); see :func:`parse_platforms`."""
+    timeout: float = 300.0
+    """Seconds a request may stall."""
+    allow_missing: bool = False
+    """Report images that could not be fetched and still succeed: the program's warm step must not fail the
+    stack when the upstream is unreachable, since the caches serve what they hold and fetch the rest later."""
+    progress_lines: bool = False
+    """Progress as a line every few seconds (``pulumi up`` shows a Command's stderr line by line) instead of a
+    bar redrawn in place on a terminal."""
+
+
+def collect_jobs(request: WarmRequest, err: TextIO) -> list[ImageJob]:
+    """The images to warm, each once: the ones named, then the manifests' in first-seen order.
+
+    A malformed name given by the user raises :class:`UsageError` (exit 2,
+    before anything is fetched); a malformed one in a manifest is reported as
+    that image's failure, naming the file.
+    """
+    jobs = [ImageJob(text, parse_reference(text)) for text in request.images]
+    if request.manifests is not None:
+        if request.manifests.is_dir() or not request.manifests_optional:
+            for found in images_from_manifests(request.manifests):
+                try:
+                    ref: ImageRef | None = parse_reference(found.image)
+                    error = None
+                except UsageError as usage:
+                    ref, error = None, f"{usage.line()} (in {', '.join(found.sources)})"
+                jobs.append(ImageJob(found.image, ref, error=error))
+        else:
+            err.write(f"no {request.manifests} directory: warming only the images given\n")
+    seen: set[object] = set()
+    unique: list[ImageJob] = []
+    for job in jobs:
+        key = job.ref if job.ref is not None else job.text
+        if key not in seen:
+            seen.add(key)
+            unique.append(job)
+    return unique
+
+
+def storage_of(spec: str, connect: Callable[[], Any] | None) -> StorageReader | None:
+    """``container:NAME`` (through the Docker API) or ``dir:PATH``: where a cache's storage is read."""
+    kind, _, where = spec.partition(":")
+    if kind == "dir" and where:
+        return LocalStorage(Path(where))
+    if kind == "container" and where:
+        if connect is None:
+            return None
+        import docker  # type: ignore[import-untyped]
+
+        try:
+            return ContainerStorage(connect().containers.get(where))
+        except (OpsError, docker.errors.DockerException):
+            return None  # checked through the cache's API instead
+    raise UsageError(f"storage {spec!r}: use container:NAME or dir:PATH")
+
+
+def parse_cache_target(spec: str, connect: Callable[[], Any] | None) -> tuple[str, WarmTarget]:
+    """``HOST=URL[=STORAGE]`` (``localdev warm --cache``) → (host, where its images are pulled through)."""
+    host, sep, rest = spec.partition("=")
+    url, _, storage = rest.partition("=")
+    if not sep or not host or not url:
+        raise UsageError(f"--cache {spec!r}: use HOST=URL[=STORAGE], e.g. docker.io=http://127.0.0.1:5000")
+    url = normalise_url(url)
+    return host, WarmTarget(url, f"{host} cache", storage_of(storage, connect) if storage else None)
+
+
+def stack_cache_targets(settings: Settings, connect: Callable[[], Any] | None) -> dict[str, WarmTarget]:
+    """The stack's caches on 127.0.0.1, each read through its container's storage where Docker answers."""
+    specs = [f"{m.host}=http://127.0.0.1:{m.port}=container:{settings.cache_name(m)}" for m in settings.mirrors]
+    return dict(parse_cache_target(spec, connect) for spec in specs)
+
+
+def route(
+    jobs: Sequence[ImageJob],
+    targets: Mapping[str, WarmTarget],
+    *,
+    push_hosts: Iterable[str] = (),
+    next_mirror_index: int | None = None,
+) -> None:
+    """Send each image to the cache of its registry.
+
+    An image of a registry without a cache is that image's failure, with the
+    ``pulumi config`` line that adds one (``next_mirror_index`` is where it
+    goes in ``mirrors``), or, when ``next_mirror_index`` is None (the caches
+    were given with ``--cache``), skipped with that note: its nodes pull it
+    from its registry directly, and nothing here can change that.
+    """
+    pushed = set(push_hosts)
+    for job in jobs:
+        if job.ref is None:
+            continue
+        host = job.ref.registry
+        if host in pushed:
+            job.skipped = "lives in the push registry; nothing to warm"
+        elif host in targets:
+            job.target = targets[host]
+        else:
+            entry = host if host in DEFAULT_CACHE_PORTS else f"{host}=PORT"
+            if next_mirror_index is None:
+                job.skipped = f"no cache for {host}: nodes pull it from {host} directly (add {entry} to mirrors to cache it)"
+            else:
+                fix = f"pulumi config set --path 'mirrors[{next_mirror_index}]' {entry}, then pulumi up"
+                job.error = f"no cache for {host} (fix: add {host} to mirrors: {fix})"
+
+
+def route_all(jobs: Sequence[ImageJob], target: WarmTarget) -> None:
+    """Send every image through one registry (``--registry URL``)."""
+    for job in jobs:
+        job.target = target if job.ref is not None else None
+
+
+def run_warm(jobs: list[ImageJob], request: WarmRequest, out: TextIO, err: TextIO) -> int:
+    """Warm ``jobs``, write the summary to ``out``; the exit status (0, or 1 when an image failed).
+
+    With ``request.allow_missing`` the images that could not be fetched are
+    listed on ``err`` as missing and the status is 0.
+    """
+    if not jobs:
+        out.write("nothing to warm: no images given and none found in the manifests\n")
+        return 0
+    if not 1 <= request.jobs <= 64:
+        raise UsageError(f"--jobs {request.jobs}: use 1 to 64")
+    warmer = Warmer(jobs=request.jobs, platforms=request.platforms, timeout=request.timeout,
+                    progress_lines=request.progress_lines)
+    try:
+        result = warmer.run(jobs, err)
+    finally:
+        warmer.close()
+    summarise(result, out)
+    failed = result.failed
+    if failed and request.allow_missing:
+        names = ", ".join(job.text for job in failed)
+        err.write(
+            f"warm step: {len(failed)} image(s) not in the caches: {names}. Not an error: the caches serve what they "
+            "hold and fetch the rest when a node first pulls it (see the lines above for why).\n"
+        )
+        return 0
+    return 1 if failed else 0
