@@ -14,11 +14,11 @@ that uses it, as in real images); a repository it does not know gets
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from localdev.images import host_architecture
 from tests.harness.images import SyntheticImage, make_image
 
 MB = 1_000_000
@@ -98,12 +98,6 @@ def workload_images(manifests_dir: Path) -> tuple[ImageSpec, ...]:
     if not specs:
         raise ValueError(f"no container image found in the manifests under {manifests_dir}")
     return tuple(specs.values())
-
-
-def host_architecture() -> str:
-    """The OCI architecture of this machine, so containerd's platform matcher accepts the images."""
-    machine = platform.machine().lower()
-    return {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, machine)
 
 
 def _scaled(megabytes: float, scale: float) -> int:

@@ -3,7 +3,7 @@
 * :func:`run_product_warm`: the warm step exactly as ``pulumi up`` runs it,
   the product's script (``localdev/scripts/warm-caches.sh``) under ``/bin/sh
   -c`` with the environment the program gives its Command
-  (``render_warm_env``), from the project directory. One deviation: it reads
+  (``render_warm_command``), from the project directory. One deviation: it reads
   what each cache holds from the cache's storage directory instead of through
   the Docker API (the bench's caches are processes, not containers); both
   read the same files and neither sends the cache a request. It reads every
@@ -32,8 +32,8 @@ from typing import Any
 
 import httpx
 
-from localdev.settings import PROJECT_DIR, Settings
-from localdev.warmup import WARM_SCRIPT, render_warm_env, script_text, warm_targets
+from localdev.render import render_warm_command, warm_targets
+from localdev.settings import PROJECT_DIR, Settings, venv_python
 from tests.harness.images import MANIFEST_ACCEPT, SyntheticImage, pull_manifest_and_blobs
 
 
@@ -118,19 +118,20 @@ def run_product_warm(settings: Settings, storages: Mapping[str, Path], timeout: 
     the step itself breaking.
     """
     targets = warm_targets(settings, storage={host: f"dir:{path}" for host, path in storages.items()})
-    env = render_warm_env(settings, targets=targets)
-    command = ["/bin/sh", "-c", script_text()]
+    shell = render_warm_command(settings, python=venv_python(), targets=targets)
+    env = shell.environment
+    command = ["/bin/sh", "-c", shell.create]
     begin = time.monotonic()
     try:
         res = subprocess.run(command, cwd=PROJECT_DIR, env={**os.environ, **env}, capture_output=True, text=True,
                              timeout=timeout, stdin=subprocess.DEVNULL, check=False)
     except subprocess.TimeoutExpired as exc:
-        raise RuntimeError(f"the warm step ({WARM_SCRIPT}) took longer than {timeout:.0f}s") from exc
+        raise RuntimeError(f"the warm step took longer than {timeout:.0f}s") from exc
     if res.returncode != 0:
-        raise RuntimeError(f"the warm step ({WARM_SCRIPT}) failed ({res.returncode}):\n{res.stdout[-1500:]}{res.stderr[-1500:]}")
+        raise RuntimeError(f"the warm step failed ({res.returncode}):\n{res.stdout[-1500:]}{res.stderr[-1500:]}")
     lines = res.stdout.strip().splitlines()
     return {
-        "tool": f"localdev/scripts/{WARM_SCRIPT} (sh -c, render_warm_env)",
+        "tool": "localdev/scripts/warm-caches.sh (sh -c, render_warm_command)",
         "env": {k: v for k, v in sorted(env.items())},
         "output": lines[-1] if lines else "",
         "progress": res.stderr.strip().splitlines()[-12:],

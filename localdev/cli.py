@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from localdev.errors import UsageError
 from localdev.preflight import missing_prerequisites
 from localdev.render import (
     render_cache_entrypoint,
@@ -112,60 +113,35 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_warm(args: argparse.Namespace) -> int:
-    from functools import cache
-
-    from localdev.errors import OpsError, UsageError
-    from localdev.ops import dockerapi
-    from localdev.ops.registry_api import RegistryClient, normalise_url
-    from localdev.ops.storage import LocalStorage
-    from localdev.ops.warm import (
-        WarmRequest,
-        WarmTarget,
-        collect_jobs,
-        parse_cache_target,
-        parse_platforms,
-        route,
-        route_all,
-        run_warm,
-        stack_cache_targets,
-    )
+    from localdev.ops.warm import cache_warm_targets, image_jobs, run_warm, stack_warm_targets, target_jobs
 
     if args.storage and not args.registry:
         raise UsageError("--storage goes with --registry URL (the stack's caches are read through Docker)")
+    if args.jobs < 1 or args.jobs > 64:
+        raise UsageError(f"--jobs {args.jobs}: use 1 to 64")
+    manifests = None if args.no_manifests else (Path(args.manifests) if args.manifests else PROJECT_DIR / "k8s")
+    jobs = image_jobs(args.images, manifests, required=bool(args.manifests), err=sys.stderr)
+    if not jobs:
+        print("nothing to warm: no images given and none found in the manifests")
+        return 0
     if args.registry and args.cache:
         raise UsageError("--registry and --cache both say what to pull through: use one of them")
-    request = WarmRequest(
-        images=args.images,
-        manifests=None if args.no_manifests else Path(args.manifests) if args.manifests else PROJECT_DIR / "k8s",
-        manifests_optional=not args.manifests,
-        jobs=args.jobs,
-        platforms=parse_platforms(args.platform),
+    if args.registry:
+        target_jobs(jobs, args.registry, Path(args.storage) if args.storage else None, timeout=args.timeout)
+    elif args.cache:
+        cache_warm_targets(jobs, args.cache, err=sys.stderr)
+    else:
+        stack_warm_targets(jobs, load_stack_settings(resolve_stack(args.stack)), err=sys.stderr)
+    return run_warm(
+        jobs,
+        jobs_in_parallel=args.jobs,
+        platform=args.platform,
         timeout=args.timeout,
+        out=sys.stdout,
+        err=sys.stderr,
         allow_missing=args.allow_missing,
         progress_lines=args.progress_lines,
     )
-    if not 1 <= request.jobs <= 64:
-        raise UsageError(f"--jobs {request.jobs}: use 1 to 64")
-    jobs = collect_jobs(request, sys.stderr)  # a malformed IMAGE: exit 2 here, before anything is fetched
-    if args.registry:
-        url = normalise_url(args.registry)
-        with RegistryClient(url, timeout=min(args.timeout, 30.0)) as probe:
-            probe.ping()  # a registry that is down is one line, not one per image
-        route_all(jobs, WarmTarget(url, url, LocalStorage(Path(args.storage)) if args.storage else None))
-    elif args.cache:
-        connect = cache(dockerapi.connect)
-        route(jobs, dict(parse_cache_target(spec, connect) for spec in args.cache))
-    else:
-        settings = load_stack_settings(resolve_stack(args.stack))
-        try:
-            client = dockerapi.connect()
-        except OpsError as err:
-            client = None
-            print(f"{err.line()}: checking what the caches hold through their API instead", file=sys.stderr)
-        targets = stack_cache_targets(settings, (lambda: client) if client is not None else None)
-        push_hosts = {settings.push_host, f"127.0.0.1:{settings.push_port}"}
-        route(jobs, targets, push_hosts=push_hosts, next_mirror_index=len(settings.mirrors))
-    return run_warm(jobs, request, sys.stdout, sys.stderr)
 
 
 def _ops(func: object) -> object:
@@ -246,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     warm.add_argument(
         "--allow-missing",
         action="store_true",
-        help="images that cannot be fetched (upstream unreachable) are reported, and the exit status is still 0",
+        help="images that cannot be fetched (upstream unreachable) are listed, and the exit status is still 0",
     )
     warm.add_argument("--progress-lines", action="store_true", help="progress as a line every few seconds, not a bar")
     warm.set_defaults(func=_ops(cmd_warm))

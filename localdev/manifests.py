@@ -17,6 +17,7 @@ No secret value is written in ``k8s/``: the manifests name the Secrets of
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -289,3 +290,9 @@ def images_from_manifests(directory: Path) -> list[ManifestImage]:
                 if source not in entry.sources:
                     entry.sources.append(source)
     return list(found.values())
+
+
+def image_set_digest(directory: Path) -> str:
+    """sha256 of the sorted, distinct image references the manifests run: what re-runs the warm step."""
+    images = sorted({found.image for found in images_from_manifests(directory)})
+    return "sha256:" + hashlib.sha256("\n".join(images).encode()).hexdigest()

@@ -26,18 +26,18 @@ After fetching, each blob is checked again until the cache has committed it.
 from __future__ import annotations
 
 import hashlib
-import platform as host_platform
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from localdev.errors import OpsError, UsageError
-from localdev.images import ImageRef, parse_reference
+from localdev.images import ImageRef, host_architecture, parse_reference
 from localdev.manifests import images_from_manifests
+from localdev.ops import dockerapi
 from localdev.ops.output import Progress, Style, human_bytes
 from localdev.ops.registry_api import Descriptor, Manifest, RegistryClient, RegistryError, normalise_url, served_from_storage
 from localdev.ops.storage import ContainerStorage, LocalStorage, StorageReader, held_blobs, holds_blob
@@ -50,17 +50,7 @@ COMMIT_WAIT_S = 30.0
 
 def host_default_platform() -> str:
     """linux/<this machine's architecture>: what kind's nodes run on this host."""
-    machine = host_platform.machine().lower()
-    arch = {
-        "x86_64": "amd64",
-        "amd64": "amd64",
-        "aarch64": "arm64",
-        "arm64": "arm64",
-        "armv7l": "arm/v7",
-        "ppc64le": "ppc64le",
-        "s390x": "s390x",
-    }
-    return f"linux/{arch.get(machine, machine)}"
+    return f"linux/{host_architecture()}"
 
 
 def parse_platforms(text: str | None) -> list[str] | None:
@@ -351,156 +341,153 @@ def summarise(result: WarmResult, out: TextIO) -> None:
     out.write(f"{style.bad if failed_n else style.ok} {line}\n")
 
 
-# ------------------------------------------------------------ what to warm, through which registry
-@dataclass
-class WarmRequest:
-    """What ``warm`` is asked to do: the command's arguments, or the program's warm step's parameters."""
+def image_jobs(images: Sequence[str], manifests: Path | None, *, required: bool, err: TextIO) -> list[ImageJob]:
+    """One job per distinct image: those given (bad ones refused here), then those of ``manifests``.
 
-    images: Sequence[str] = ()
-    """Image references given by name (``redis:7``, ``ghcr.io/org/app:1.2``)."""
-    manifests: Path | None = None
-    """Directory of Kubernetes manifests whose images are warmed too; None reads none."""
-    manifests_optional: bool = False
-    """A missing ``manifests`` directory is a note (the default k8s/), not an error (a directory the user named)."""
-    jobs: int = 4
-    """Parallel blob downloads (1 to 64)."""
-    platforms: list[str] | None = None
-    """For an image index: the platforms to warm (None: all); see :func:`parse_platforms`."""
-    timeout: float = 300.0
-    """Seconds a request may stall."""
-    allow_missing: bool = False
-    """Report images that could not be fetched and still succeed: the program's warm step must not fail the
-    stack when the upstream is unreachable, since the caches serve what they hold and fetch the rest later."""
-    progress_lines: bool = False
-    """Progress as a line every few seconds (``pulumi up`` shows a Command's stderr line by line) instead of a
-    bar redrawn in place on a terminal."""
-
-
-def collect_jobs(request: WarmRequest, err: TextIO) -> list[ImageJob]:
-    """The images to warm, each once: the ones named, then the manifests' in first-seen order.
-
-    A malformed name given by the user raises :class:`UsageError` (exit 2,
-    before anything is fetched); a malformed one in a manifest is reported as
-    that image's failure, naming the file.
+    An image found in a manifest that does not parse becomes a failed job naming
+    where it was found, so one typo does not hide the rest. ``required``: a
+    missing ``manifests`` directory is an error rather than a note.
     """
-    jobs = [ImageJob(text, parse_reference(text)) for text in request.images]
-    if request.manifests is not None:
-        if request.manifests.is_dir() or not request.manifests_optional:
-            for found in images_from_manifests(request.manifests):
+    jobs = [ImageJob(text, parse_reference(text)) for text in images]
+    if manifests is not None:
+        if manifests.is_dir() or required:
+            for found in images_from_manifests(manifests):
                 try:
-                    ref: ImageRef | None = parse_reference(found.image)
-                    error = None
-                except UsageError as usage:
-                    ref, error = None, f"{usage.line()} (in {', '.join(found.sources)})"
-                jobs.append(ImageJob(found.image, ref, error=error))
+                    jobs.append(ImageJob(found.image, parse_reference(found.image)))
+                except UsageError as error:
+                    jobs.append(ImageJob(found.image, None, error=f"{error.line()} (in {', '.join(found.sources)})"))
         else:
-            err.write(f"no {request.manifests} directory: warming only the images given\n")
-    seen: set[object] = set()
-    unique: list[ImageJob] = []
+            print(f"no {manifests} directory: warming only the images given", file=err)
+    unique: dict[object, ImageJob] = {}
     for job in jobs:
-        key = job.ref if job.ref is not None else job.text
-        if key not in seen:
-            seen.add(key)
-            unique.append(job)
-    return unique
+        unique.setdefault(job.ref if job.ref is not None else job.text, job)
+    return list(unique.values())
 
 
-def storage_of(spec: str, connect: Callable[[], Any] | None) -> StorageReader | None:
-    """``container:NAME`` (through the Docker API) or ``dir:PATH``: where a cache's storage is read."""
-    kind, _, where = spec.partition(":")
-    if kind == "dir" and where:
-        return LocalStorage(Path(where))
-    if kind == "container" and where:
-        if connect is None:
-            return None
-        import docker  # type: ignore[import-untyped]
-
-        try:
-            return ContainerStorage(connect().containers.get(where))
-        except (OpsError, docker.errors.DockerException):
-            return None  # checked through the cache's API instead
-    raise UsageError(f"storage {spec!r}: use container:NAME or dir:PATH")
+def target_jobs(jobs: Sequence[ImageJob], registry: str, storage: Path | None, *, timeout: float) -> None:
+    """Pull every job through the one registry at ``registry`` (``--registry``)."""
+    url = normalise_url(registry)
+    target = WarmTarget(url, url, LocalStorage(storage) if storage else None)
+    with RegistryClient(url, timeout=min(timeout, 30.0)) as probe:
+        probe.ping()  # a registry that is down is one line, not one per image
+    for job in jobs:
+        job.target = target if job.ref is not None else None
 
 
-def parse_cache_target(spec: str, connect: Callable[[], Any] | None) -> tuple[str, WarmTarget]:
-    """``HOST=URL[=STORAGE]`` (``localdev warm --cache``) → (host, where its images are pulled through)."""
-    host, sep, rest = spec.partition("=")
-    url, _, storage = rest.partition("=")
-    if not sep or not host or not url:
-        raise UsageError(f"--cache {spec!r}: use HOST=URL[=STORAGE], e.g. docker.io=http://127.0.0.1:5000")
-    url = normalise_url(url)
-    return host, WarmTarget(url, f"{host} cache", storage_of(storage, connect) if storage else None)
+def stack_warm_targets(jobs: Sequence[ImageJob], settings: Settings, *, err: TextIO) -> None:
+    """Send each job to the stack's cache for its registry; say what has none.
 
-
-def stack_cache_targets(settings: Settings, connect: Callable[[], Any] | None) -> dict[str, WarmTarget]:
-    """The stack's caches on 127.0.0.1, each read through its container's storage where Docker answers."""
-    specs = [f"{m.host}=http://127.0.0.1:{m.port}=container:{settings.cache_name(m)}" for m in settings.mirrors]
-    return dict(parse_cache_target(spec, connect) for spec in specs)
-
-
-def route(
-    jobs: Sequence[ImageJob],
-    targets: Mapping[str, WarmTarget],
-    *,
-    push_hosts: Iterable[str] = (),
-    next_mirror_index: int | None = None,
-) -> None:
-    """Send each image to the cache of its registry.
-
-    An image of a registry without a cache is that image's failure, with the
-    ``pulumi config`` line that adds one (``next_mirror_index`` is where it
-    goes in ``mirrors``), or, when ``next_mirror_index`` is None (the caches
-    were given with ``--cache``), skipped with that note: its nodes pull it
-    from its registry directly, and nothing here can change that.
+    With the Docker engine reachable, each cache's storage is read through its
+    container, so a held blob is not even asked for.
     """
-    pushed = set(push_hosts)
+    try:
+        client = dockerapi.connect()
+    except OpsError as error:
+        client = None
+        print(f"{error.line()}: checking what the caches hold through their API instead", file=err)
+    targets = {
+        mirror.host: WarmTarget(
+            f"http://127.0.0.1:{mirror.port}", f"{mirror.host} cache", _container_storage(client, settings.cache_name(mirror))
+        )
+        for mirror in settings.mirrors
+    }
+    push_hosts = {settings.push_host, f"127.0.0.1:{settings.push_port}"}
     for job in jobs:
         if job.ref is None:
             continue
         host = job.ref.registry
-        if host in pushed:
+        if host in push_hosts:
             job.skipped = "lives in the push registry; nothing to warm"
         elif host in targets:
             job.target = targets[host]
         else:
             entry = host if host in DEFAULT_CACHE_PORTS else f"{host}=PORT"
-            if next_mirror_index is None:
-                job.skipped = f"no cache for {host}: nodes pull it from {host} directly (add {entry} to mirrors to cache it)"
-            else:
-                fix = f"pulumi config set --path 'mirrors[{next_mirror_index}]' {entry}, then pulumi up"
-                job.error = f"no cache for {host} (fix: add {host} to mirrors: {fix})"
+            fix = f"pulumi config set --path 'mirrors[{len(settings.mirrors)}]' {entry}, then pulumi up"
+            job.error = f"no cache for {host} (fix: add {host} to mirrors: {fix})"
 
 
-def route_all(jobs: Sequence[ImageJob], target: WarmTarget) -> None:
-    """Send every image through one registry (``--registry URL``)."""
-    for job in jobs:
-        job.target = target if job.ref is not None else None
+def cache_warm_targets(jobs: Sequence[ImageJob], caches: Sequence[str], *, err: TextIO) -> None:
+    """Send each job to the cache ``--cache HOST=URL[=STORAGE]`` gives for its registry (the warm step's way).
 
-
-def run_warm(jobs: list[ImageJob], request: WarmRequest, out: TextIO, err: TextIO) -> int:
-    """Warm ``jobs``, write the summary to ``out``; the exit status (0, or 1 when an image failed).
-
-    With ``request.allow_missing`` the images that could not be fetched are
-    listed on ``err`` as missing and the status is 0.
+    STORAGE is where the cache's storage is read: ``container:NAME`` (through
+    the Docker API; when Docker does not answer, the cache's API is asked
+    instead) or ``dir:PATH``. An image of a registry with no cache here is
+    skipped with a note: its nodes pull it from that registry directly.
     """
-    if not jobs:
-        out.write("nothing to warm: no images given and none found in the manifests\n")
-        return 0
-    if not 1 <= request.jobs <= 64:
-        raise UsageError(f"--jobs {request.jobs}: use 1 to 64")
-    warmer = Warmer(jobs=request.jobs, platforms=request.platforms, timeout=request.timeout,
-                    progress_lines=request.progress_lines)
+    targets: dict[str, WarmTarget] = {}
+    client: Any = None
+    for spec in caches:
+        host, sep, rest = spec.partition("=")
+        url, _, storage = rest.partition("=")
+        kind, _, where = storage.partition(":")
+        if not sep or not host or not url or (storage and (kind not in ("container", "dir") or not where)):
+            raise UsageError(f"--cache {spec!r}: use HOST=URL[=container:NAME|=dir:PATH], e.g. docker.io=http://127.0.0.1:5000")
+        reader: StorageReader | None = None
+        if kind == "dir":
+            reader = LocalStorage(Path(where))
+        elif kind == "container":
+            if client is None:
+                try:
+                    client = dockerapi.connect()
+                except OpsError as error:
+                    client = False
+                    print(f"{error.line()}: checking what the caches hold through their API instead", file=err)
+            reader = _container_storage(client or None, where)
+        targets[host] = WarmTarget(normalise_url(url), f"{host} cache", reader)
+    for job in jobs:
+        if job.ref is None:
+            continue
+        host = job.ref.registry
+        if host in targets:
+            job.target = targets[host]
+        else:
+            entry = host if host in DEFAULT_CACHE_PORTS else f"{host}=PORT"
+            job.skipped = f"no cache for {host}: nodes pull it from {host} directly (add {entry} to mirrors to cache it)"
+
+
+def _container_storage(client: Any, name: str) -> StorageReader | None:
+    if client is None:
+        return None
+    import docker  # type: ignore[import-untyped]
+
+    try:
+        return ContainerStorage(client.containers.get(name))
+    except docker.errors.DockerException:
+        return None
+
+
+def run_warm(
+    jobs: list[ImageJob],
+    *,
+    jobs_in_parallel: int,
+    platform: str | None,
+    timeout: float,
+    out: TextIO,
+    err: TextIO,
+    allow_missing: bool = False,
+    progress_lines: bool = False,
+) -> int:
+    """Warm ``jobs`` (progress on ``err``, the summary on ``out``); the exit status: 1 when any image failed.
+
+    ``allow_missing`` (the warm step of ``pulumi up``): the images that could
+    not be fetched, an unreachable upstream most often, are listed on ``err``
+    and the status is 0, because the caches serve what they hold and fetch
+    the rest when a node first asks. ``progress_lines``: progress as lines
+    (what ``pulumi up`` shows of a Command's stderr) instead of a bar.
+    """
+    warmer = Warmer(jobs=jobs_in_parallel, platforms=parse_platforms(platform), timeout=timeout, progress_lines=progress_lines)
     try:
         result = warmer.run(jobs, err)
     finally:
         warmer.close()
     summarise(result, out)
     failed = result.failed
-    if failed and request.allow_missing:
+    if failed and allow_missing:
         names = ", ".join(job.text for job in failed)
-        err.write(
-            f"warm step: {len(failed)} image(s) not in the caches: {names}. Not an error: the caches serve what they "
-            "hold and fetch the rest when a node first pulls it (see the lines above for why).\n"
+        print(
+            f"warm step: {len(failed)} image(s) not in the caches: {names}. The stack goes on: the caches serve what "
+            "they hold, and a node's first pull of the rest fetches it (the lines above say why each failed).",
+            file=err,
         )
         return 0
     return 1 if failed else 0

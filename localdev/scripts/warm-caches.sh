@@ -15,6 +15,12 @@ set -eu
 : "${WARM_CACHES:?WARM_CACHES is required}"
 : "${WARM_JOBS:?WARM_JOBS is required}"
 
+# Pulumi runs the program and its providers from the project directory; a local Command without `dir`
+# runs there too, which is what makes the relative paths above this machine-independent.
+if [ ! -f Pulumi.yaml ] || [ ! -d "$WARM_MANIFESTS" ]; then
+  echo "warm step: $(pwd) is not the project directory (no Pulumi.yaml or $WARM_MANIFESTS/)" >&2
+  exit 1
+fi
 if [ ! -x "$LOCALDEV_PYTHON" ]; then
   echo "warm step: no interpreter $LOCALDEV_PYTHON in $(pwd) (run pulumi from the project directory, with its venv)" >&2
   exit 1
