@@ -486,7 +486,8 @@ def run_warm(
         names = ", ".join(job.text for job in failed)
         print(
             f"warm step: {len(failed)} image(s) not in the caches: {names}. The stack goes on: the caches serve what "
-            "they hold, and a node's first pull of the rest fetches it (the lines above say why each failed).",
+            "they hold, and a node's first pull of the rest fetches it. The lines above say why each failed (a cache "
+            "whose upstream is unreachable answers 'manifest unknown' for an image it does not hold).",
             file=err,
         )
         return 0
