@@ -13,6 +13,7 @@ from pathlib import Path
 import pulumi
 import pulumi_docker as docker
 
+from components.cache_warmup import CacheWarmup, CacheWarmupArgs
 from components.kind_cluster import KindCluster, KindClusterArgs
 from components.registry import Registry, cache_args, push_args
 from components.registry_hosting import LocalRegistryHosting, LocalRegistryHostingArgs
@@ -65,12 +66,22 @@ network = NetworkAttachment(
 )
 node_mirrors = NodeMirrors("node-mirrors", NodeMirrorsArgs(settings=settings, cluster=cluster.command))
 LocalRegistryHosting("local-registry-hosting", LocalRegistryHostingArgs(settings=settings, provider=cluster.provider))
+manifests_dir = Path(__file__).resolve().parent / "k8s"
+# Workloads wait for the caches to be in the nodes' path and, unless turned off, to hold every image:
+# nodes that pull at once through an empty cache each cross the link (docs/warm-step.md).
+before_workloads: list[pulumi.Resource] = [node_mirrors.command, network.command]
+if settings.warm_caches:
+    warmup = CacheWarmup(
+        "cache-warmup",
+        CacheWarmupArgs(settings=settings, manifests_dir=manifests_dir, caches=[c.container for c in caches.values()]),
+    )
+    before_workloads.append(warmup.command)
 workloads = Workloads(
     "workloads",
     WorkloadsArgs(
         provider=cluster.provider,
-        manifests_dir=Path(__file__).resolve().parent / "k8s",
-        depends_on=[node_mirrors.command, network.command],
+        manifests_dir=manifests_dir,
+        depends_on=before_workloads,
         secrets={key: config.get_secret(key) for key in WORKLOAD_CREDENTIALS},
     ),
 )

@@ -25,8 +25,6 @@ class CacheWarmupArgs:
     """The workloads' manifests; their images are what is warmed, and a change to that set runs the step again."""
     caches: Sequence[pulumi.CustomResource]
     """The cache containers (created healthy: the step waits for them, and runs again when one is replaced)."""
-    depends_on: Sequence[pulumi.Resource] = ()
-    """What else must be done first (the caches wired into the cluster), so the step sits between that and the workloads."""
 
 
 class CacheWarmup(pulumi.ComponentResource):
@@ -38,6 +36,10 @@ class CacheWarmup(pulumi.ComponentResource):
     cost the link the image bytes once instead of once per node. An image that
     cannot be fetched is reported and the step succeeds: the caches serve
     what they hold, and fetch the rest when a node first asks.
+
+    It waits for the caches only: it reaches them on 127.0.0.1, not through
+    the kind network or the nodes' containerd, so it runs while kind creates
+    the cluster. The workloads wait for it and for the wiring.
     """
 
     command: command.local.Command
@@ -50,6 +52,6 @@ class CacheWarmup(pulumi.ComponentResource):
             shell,
             # The image set, and the caches' ids: a new (empty) cache is warmed again.
             triggers=[image_set_digest(args.manifests_dir), *[cache.id for cache in args.caches]],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*args.caches, *args.depends_on]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.caches)),
         )
         self.register_outputs({})

@@ -90,6 +90,8 @@ class Settings:
     proxy_ttl: str
     retain_caches: bool
     docker_hub_username: str
+    warm_caches: bool = True
+    """Fill the caches with the workloads' images before any workload is applied (``warmCaches``)."""
 
     def cache_name(self, mirror: Mirror) -> str:
         """Container name of a cache; also its alias on the kind network."""
@@ -295,6 +297,7 @@ def parse_settings(
         proxy_ttl=cfg["proxyTtl"],
         retain_caches=cfg["retainCaches"],
         docker_hub_username=cfg["dockerHubUsername"],
+        warm_caches=cfg["warmCaches"],
     )
 
 

@@ -140,6 +140,7 @@ def render_all(values):
         "server": [("upstream", first.remote_url), ("no-upstream", None)],
         "host_url": [("cache", "http://cache:5000")],
         "capabilities": [("push", ("pull", "resolve", "push"))],
+        "python": [("venv", ".venv/bin/python")],
     }
     results, missing = {}, []
     for info in sorted(pkgutil.iter_modules(localdev.__path__), key=lambda m: m.name):
