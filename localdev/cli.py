@@ -117,6 +117,8 @@ def cmd_warm(args: argparse.Namespace) -> int:
 
     if args.storage and not args.registry:
         raise UsageError("--storage goes with --registry URL (the stack's caches are read through Docker)")
+    if args.registry and args.cache:
+        raise UsageError("--registry and --cache both say what to pull through: use one of them")
     if args.jobs < 1 or args.jobs > 64:
         raise UsageError(f"--jobs {args.jobs}: use 1 to 64")
     manifests = None if args.no_manifests else (Path(args.manifests) if args.manifests else PROJECT_DIR / "k8s")
@@ -124,8 +126,6 @@ def cmd_warm(args: argparse.Namespace) -> int:
     if not jobs:
         print("nothing to warm: no images given and none found in the manifests")
         return 0
-    if args.registry and args.cache:
-        raise UsageError("--registry and --cache both say what to pull through: use one of them")
     if args.registry:
         target_jobs(jobs, args.registry, Path(args.storage) if args.storage else None, timeout=args.timeout)
     elif args.cache:

@@ -210,3 +210,20 @@ def test_the_trigger_changes_with_the_image_set_only(tmp_path: Path) -> None:
     other = image_set_digest(write_manifests(tmp_path / "c", ["alpha:2", "quay.io/org/gamma:2"]))
     assert one == same != other
     assert image_set_digest(PROJECT_DIR / "k8s").startswith("sha256:")
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["--cache", "docker.io"], "error: --cache 'docker.io': use HOST=URL[=container:NAME|=dir:PATH]"),
+        (["--cache", "docker.io=http://127.0.0.1:9=tape:x"], "error: --cache 'docker.io=http://127.0.0.1:9=tape:x': use HOST"),
+        (["--cache", "docker.io=http://127.0.0.1:9", "--registry", "http://127.0.0.1:9"], "error: --registry and --cache both"),
+    ],
+)
+def test_bad_cache_arguments_are_one_line_and_exit_2(args: list[str], line: str) -> None:
+    done = subprocess.run(
+        [venv_python(), "-m", "localdev", "warm", "--no-manifests", *args, "alpha:1"],
+        cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2 and done.stderr.startswith(line), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

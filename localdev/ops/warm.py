@@ -416,6 +416,7 @@ def cache_warm_targets(jobs: Sequence[ImageJob], caches: Sequence[str], *, err: 
     """
     targets: dict[str, WarmTarget] = {}
     client: Any = None
+    connected = False  # one connection attempt for every container: a Docker that is down is one line
     for spec in caches:
         host, sep, rest = spec.partition("=")
         url, _, storage = rest.partition("=")
@@ -426,13 +427,13 @@ def cache_warm_targets(jobs: Sequence[ImageJob], caches: Sequence[str], *, err: 
         if kind == "dir":
             reader = LocalStorage(Path(where))
         elif kind == "container":
-            if client is None:
+            if not connected:
+                connected = True
                 try:
                     client = dockerapi.connect()
                 except OpsError as error:
-                    client = False
                     print(f"{error.line()}: checking what the caches hold through their API instead", file=err)
-            reader = _container_storage(client or None, where)
+            reader = _container_storage(client, where)
         targets[host] = WarmTarget(normalise_url(url), f"{host} cache", reader)
     for job in jobs:
         if job.ref is None:
