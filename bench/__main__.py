@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the project when inside it, so results name no directory of this machine."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(PROJECT_DIR)) if resolved.is_relative_to(PROJECT_DIR) else str(path)
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop every process
 
@@ -99,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"registry {registry_bin} ({version['text']}), workdir {workdir}", flush=True)
     try:
         image_set = build_image_set(scale, workload_images(args.manifests))
-        print(f"bench: built {len(image_set.images)} images of {args.manifests} in {time.monotonic() - begin:.1f}s",
+        print(f"bench: built {len(image_set.images)} images of {_shown(args.manifests)} in {time.monotonic() - begin:.1f}s",
               flush=True)
         opts = Options(scale=scale, bandwidth_mbit=args.bandwidth_mbit, latency_ms=args.latency_ms, repeats=repeats,
                        snapshotter=snapshotter, workdir=workdir, scenarios=scenarios, keep=args.keep,
@@ -121,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "snapshotter": snapshotter,
             "registry_bin": registry_bin,
             "registry_version": version,
-            "manifests": str(args.manifests),
+            "manifests": _shown(args.manifests),
             "machine": machine_info(),
             "loadavg_before": [round(x, 2) for x in load_before],
             "loadavg_after": [round(x, 2) for x in os.getloadavg()],
