@@ -153,10 +153,6 @@ def upstream_stats(records: Sequence[RelayedRequest]) -> dict[str, int]:
     return stats
 
 
-def sum_stats(*parts: dict[str, int]) -> dict[str, int]:
-    return {key: sum(p[key] for p in parts) for key in parts[0]}
-
-
 def max_stats(parts: Sequence[dict[str, int]]) -> dict[str, int]:
     return {key: max(p[key] for p in parts) for key in parts[0]}
 

@@ -32,6 +32,7 @@ from typing import Any
 
 import httpx
 
+from localdev.ops.storage import V2, blob_path, layer_link_path
 from localdev.render import render_warm_command, warm_targets
 from localdev.settings import PROJECT_DIR, Settings, venv_python
 from tests.harness.images import MANIFEST_ACCEPT, SyntheticImage, pull_manifest_and_blobs
@@ -47,8 +48,7 @@ def warm_by_pull(cache_url: str, images: Iterable[SyntheticImage]) -> None:
 
 def blob_link(storage: Path, repo: str, digest: str) -> Path:
     """Where distribution's filesystem storage records that ``repo`` holds blob ``digest``."""
-    repositories = Path(storage) / "docker" / "registry" / "v2" / "repositories"
-    return repositories / repo / "_layers" / "sha256" / digest.split(":", 1)[1] / "link"
+    return Path(storage) / V2 / layer_link_path(repo, digest)
 
 
 def blob_links(storage: Path, images: Iterable[SyntheticImage]) -> list[Path]:
@@ -57,9 +57,8 @@ def blob_links(storage: Path, images: Iterable[SyntheticImage]) -> list[Path]:
 
 def blob_files(storage: Path, images: Iterable[SyntheticImage]) -> list[Path]:
     """Where distribution's filesystem storage keeps each distinct blob's bytes (any repository)."""
-    root = Path(storage) / "docker" / "registry" / "v2" / "blobs" / "sha256"
-    digests = sorted({digest.split(":", 1)[1] for image in images for digest in image.blobs})
-    return [root / hexdigest[:2] / hexdigest / "data" for hexdigest in digests]
+    digests = sorted({digest for image in images for digest in image.blobs})
+    return [Path(storage) / V2 / blob_path(digest) for digest in digests]
 
 
 def wait_for_links(links: list[Path], timeout: float) -> float:

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from localdev.manifests import image_set_digest
-from localdev.ops.storage import layer_link_path
+from localdev.ops.storage import V2, layer_link_path
 from localdev.render import WARM_MANIFESTS, render_warm_command, warm_targets
 from localdev.settings import PROJECT_DIR, Settings, parse_settings, venv_python
 from tests.harness import HttpRelay, RegistryProcess, make_image, pull_manifest_and_blobs, push_image
@@ -112,7 +112,7 @@ def test_the_warm_step_fills_every_cache_once_per_repository_and_the_nodes_then_
     wanted = {(image.repo, digest) for _, image in IMAGES.values() for digest in image.blobs}
     for _, (host, image) in IMAGES.items():
         for digest in image.blobs:
-            assert (caches.caches[host].storage / "docker/registry/v2" / layer_link_path(image.repo, digest)).exists()
+            assert (caches.caches[host].storage / V2 / layer_link_path(image.repo, digest)).exists()
     per_pair = caches.blob_gets_per_pair()
     assert set(per_pair) == wanted
     assert set(per_pair.values()) <= {1, 2}, per_pair
