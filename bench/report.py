@@ -159,7 +159,7 @@ def evaluate_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         add("up-order-link-time", text, round(ratio, 4), UP_ORDER_LINK_TIME_MAX, ratio <= UP_ORDER_LINK_TIME_MAX,
             f"warm step {s['warm_step']['wall_s']:.1f}s + settling {s['warm_step']['settle_s']:.1f}s + nodes "
             f"{s['wall_s']:.1f}s = {total:.1f}s; the {s['upstream_total']['bytes'] / 1e6:.1f} MB that crossed need "
-            f"{link:.1f}s: {ratio:.2f}x (the image bytes alone would need {ideal:.1f}s: {total / ideal:.2f}x)"
+            f"{link:.1f}s: {ratio:.3f}x (the image bytes alone would need {ideal:.1f}s: {total / ideal:.2f}x)"
             if ideal else "")
     else:
         add("up-order-link-time", text, None, UP_ORDER_LINK_TIME_MAX, None, "not measured")
