@@ -424,7 +424,9 @@ def service_ports(docs: list[Doc]) -> dict[tuple[str, str], dict[int, ServicePor
     return index
 
 
-_HOST_PORT_RE = re.compile(r"^(?:(?P<scheme>[a-z][a-z0-9+.-]*)://)?(?P<host>[A-Za-z0-9.-]*|\[[0-9a-fA-F:]*\]):(?P<port>[0-9]{1,5})(?:/.*)?$")
+_HOST_PORT_RE = re.compile(
+    r"^(?:(?P<scheme>[a-z][a-z0-9+.-]*)://)?(?P<host>[A-Za-z0-9.-]*|\[[0-9a-fA-F:]*\]):(?P<port>[0-9]{1,5})(?:/.*)?$"
+)
 
 
 def endpoint_strings(node: Any) -> Iterator[str]:
