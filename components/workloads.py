@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from string import Formatter
 from typing import Any
@@ -23,11 +23,9 @@ from localdev.manifests import (
     SECRETS,
     GeneratedValue,
     SecretSpec,
-    check_secret_length,
     namespace_files,
     plan_manifests,
 )
-from localdev.render import UI_PORTS
 
 
 @dataclass
@@ -42,6 +40,8 @@ class WorkloadsArgs:
     """What must be in place before any image is pulled (node mirror wiring, network attachment)."""
     secrets: Mapping[str, pulumi.Input[str] | None]
     """Secret config values by :data:`SECRET_CONFIG` key; a missing, ``None`` or empty value is generated."""
+    ui_ports: Mapping[str, int] = field(default_factory=dict)
+    """UI name → its port on 127.0.0.1 (``Settings.ui_ports``), for the ``urls`` output."""
 
 
 class Workloads(pulumi.ComponentResource):
@@ -58,9 +58,6 @@ class Workloads(pulumi.ComponentResource):
         unknown = sorted(set(args.secrets) - set(SECRET_CONFIG))
         if unknown:
             raise ValueError(f"unknown workload secret(s) {unknown}; known: {sorted(SECRET_CONFIG)}")
-        for key, value in args.secrets.items():
-            if isinstance(value, str) and value:
-                check_secret_length(key, SECRET_CONFIG[key], value)
         plan = plan_manifests(args.manifests_dir)
         super().__init__("localdev:index:Workloads", name, None, opts)
         values = {key: self._secret_value(name, key, spec, args.secrets.get(key)) for key, spec in SECRET_CONFIG.items()}
@@ -87,7 +84,7 @@ class Workloads(pulumi.ComponentResource):
                     ],
                 ),
             )
-        self.urls = pulumi.Output.from_input({ui: f"http://127.0.0.1:{host}" for ui, (host, _) in UI_PORTS.items()})
+        self.urls = pulumi.Output.from_input({ui: f"http://127.0.0.1:{port}" for ui, port in args.ui_ports.items()})
         self.register_outputs({"urls": self.urls})
 
     def _secret_value(self, name: str, key: str, spec: GeneratedValue, supplied: pulumi.Input[str] | None) -> pulumi.Output[str]:
@@ -106,8 +103,7 @@ class Workloads(pulumi.ComponentResource):
 
         def choose(pair: list[Any]) -> str:
             given, fallback = pair
-            if given:
-                check_secret_length(key, spec, str(given))
+            if given:  # its length was checked with every other setting (localdev.settings)
                 return str(given)
             return str(fallback)
 

@@ -50,6 +50,8 @@ class GeneratedValue:
     """Shortest value accepted from config."""
     max_length: int = 256
     """Longest value accepted from config."""
+    secret: bool = True
+    """Whether the value must be stored encrypted (``pulumi config set --secret``); a user name need not be."""
 
 
 #: Secret config values the workloads read (``WorkloadsArgs.secrets`` keys).
@@ -58,7 +60,7 @@ SECRET_CONFIG: Mapping[str, GeneratedValue] = {
     "redisPassword": GeneratedValue(32),
     "grafanaAdminPassword": GeneratedValue(24),
     # MinIO accepts access keys of 3-20 and secret keys of 8-40 characters.
-    "minioRootUser": GeneratedValue(16, upper=False, min_length=3, max_length=20),
+    "minioRootUser": GeneratedValue(16, upper=False, min_length=3, max_length=20, secret=False),
     "minioRootPassword": GeneratedValue(32, min_length=8, max_length=40),
 }
 
@@ -216,14 +218,6 @@ def plan_manifests(manifests_dir: Path, secrets: Mapping[str, SecretSpec] = SECR
 def namespace_files(plan: Sequence[ManifestFile]) -> dict[str, str]:
     """Namespace → stem of the file defining it."""
     return {ns: m.stem for m in plan for ns in m.namespaces}
-
-
-def check_secret_length(key: str, spec: GeneratedValue, value: str) -> None:
-    if not spec.min_length <= len(value) <= spec.max_length:
-        raise ValueError(
-            f"config '{key}' must be {spec.min_length}-{spec.max_length} characters long (got {len(value)}). "
-            f"Fix: pulumi config set --secret {key} VALUE, or remove it to generate one"
-        )
 
 
 @dataclass

@@ -21,8 +21,8 @@ from localdev.settings import REGISTRY_API_PORT, REGISTRY_DEBUG_PORT, Mirror, Se
 #: Where every node's containerd looks for per-registry hosts.toml files.
 CERTS_DIR = "/etc/containerd/certs.d"
 
-#: Host ports (on 127.0.0.1) → NodePorts of the services users open in a browser.
-UI_PORTS = {"grafana": (3000, 30300), "prometheus": (9090, 30900), "jaeger": (16686, 31686)}
+#: NodePorts of the services users open in a browser; their host ports are settings (``Settings.ui_ports``).
+UI_NODE_PORTS = {"grafana": 30300, "prometheus": 30900, "jaeger": 31686}
 
 #: The cache containers' entrypoint script, shipped into the container by the program.
 CACHE_ENTRYPOINT = Path(__file__).parent / "scripts" / "registry-entrypoint.sh"
@@ -56,7 +56,7 @@ def render_containerd_patch() -> str:
     """The node containerd patch: ``config_path`` only.
 
     Setting ``registry.mirrors`` next to ``config_path`` makes containerd refuse
-    to load its CRI plugin (FIELD-NOTES), so mirrors live in hosts.toml files.
+    to load its CRI plugin (docs/sources.md), so mirrors live in hosts.toml files.
     """
     return f'[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "{CERTS_DIR}"\n'
 
@@ -66,8 +66,8 @@ def render_kind_config(settings: Settings) -> str:
     control_plane: dict[str, object] = {"role": "control-plane", "image": settings.node_image}
     nodes = [dict(control_plane) for _ in range(settings.control_planes)]
     nodes[0]["extraPortMappings"] = [
-        {"containerPort": node_port, "hostPort": host_port, "listenAddress": "127.0.0.1", "protocol": "TCP"}
-        for host_port, node_port in UI_PORTS.values()
+        {"containerPort": node_port, "hostPort": settings.ui_ports[ui], "listenAddress": "127.0.0.1", "protocol": "TCP"}
+        for ui, node_port in UI_NODE_PORTS.items()
     ]
     nodes += [{"role": "worker", "image": settings.node_image} for _ in range(settings.workers)]
     config = {

@@ -32,9 +32,9 @@ from pulumi.runtime import rpc
 
 from components import workloads as workloads_module
 from components.workloads import Workloads, WorkloadsArgs
-from localdev.manifests import SECRET_CONFIG, SECRETS, check_secret_length, plan_manifests
+from localdev.manifests import SECRET_CONFIG, SECRETS, plan_manifests
 from localdev.render import UI_PORTS
-from localdev.settings import REGISTRY_DEBUG_PORT, parse_settings, stack_values
+from localdev.settings import REGISTRY_DEBUG_PORT, ConfigError, parse_settings, stack_values
 from tests import manifest_checks as mc
 from tests.program import ProgramMocks, RecordingMonitor
 
@@ -713,14 +713,16 @@ def test_component_children_are_named_after_it(recorded: list[dict[str, Any]]) -
     }
 
 
-def test_component_rejects_unknown_secrets_and_bad_lengths(tmp_path: Path) -> None:
+def test_component_rejects_unknown_secrets_and_settings_reject_bad_lengths(tmp_path: Path) -> None:
     provider_args: dict[str, Any] = {"provider": None, "manifests_dir": mc.K8S_DIR, "depends_on": []}
     with pytest.raises(ValueError, match="unknown workload secret"):
         Workloads("w", WorkloadsArgs(**provider_args, secrets={"postgresPasword": "x"}))  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="minioRootPassword"):
-        Workloads("w", WorkloadsArgs(**provider_args, secrets={"minioRootPassword": "short"}))  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="minioRootUser"):
-        check_secret_length("minioRootUser", SECRET_CONFIG["minioRootUser"], "x" * 21)
+    # Lengths are checked with every other setting, before any resource exists.
+    for key, spec in SECRET_CONFIG.items():
+        for bad in ("x" * (spec.min_length - 1), "x" * (spec.max_length + 1)):
+            if bad:
+                with pytest.raises(ConfigError, match=key):
+                    parse_settings({key: bad}, [key] if spec.secret else [])
 
 
 def test_plan_rejects_what_nothing_provides(tmp_path: Path) -> None:
