@@ -27,7 +27,15 @@ from localdev.render import (
     render_node_wiring_script,
     render_push_env,
 )
-from localdev.settings import DEFAULT_CACHE_PORTS, FIRST_SUGGESTED_PORT, ConfigError, Settings, find_project_dir, load_schema, load_stack
+from localdev.settings import (
+    DEFAULT_CACHE_PORTS,
+    FIRST_SUGGESTED_PORT,
+    ConfigError,
+    Settings,
+    find_project_dir,
+    load_schema,
+    load_stack,
+)
 from localdev.settings import resolve_stack as resolve_stack_in
 
 
@@ -71,7 +79,8 @@ def _directory_argument(flag: str, text: str, *, must_exist: bool = True) -> Pat
 
 def _storage_argument(text: str) -> Path:
     path = _directory_argument("--storage", text)
-    if not (path / "docker" / "registry" / "v2").is_dir():
+    # An empty directory is a registry that stores nothing yet; anything else must hold distribution's tree.
+    if any(path.iterdir()) and not (path / "docker" / "registry" / "v2").is_dir():
         raise UsageError(
             f"--storage {text}: no docker/registry/v2 under it, so it is not a registry's storage",
             fix="pass the registry's rootdirectory (storage.filesystem.rootdirectory, /var/lib/registry in the image)",
@@ -125,9 +134,8 @@ def cmd_rewire(args: argparse.Namespace) -> int:
         # As pulumi-command's local Command runs its create script: /bin/sh -c SCRIPT.
         done = subprocess.run(["/bin/sh", "-c", script], check=False)
         if done.returncode != 0:
-            raise OpsError(
-                f"{what} failed (exit {done.returncode})", fix=f"check `kind get nodes --name {settings.cluster_name}` and `docker ps`"
-            )
+            check = f"check `kind get nodes --name {settings.cluster_name}` and `docker ps`"
+            raise OpsError(f"{what} failed (exit {done.returncode})", fix=check)
     return 0
 
 

@@ -100,9 +100,14 @@ def check_prerequisites(
         code, out, err = _run(run, ["docker", "version", "--format", "{{.Server.APIVersion}}"])
         api = parse_version(out) if code == 0 else None
         if api is None:
-            bad.append(f"the Docker engine is not reachable ({err or out or f'exit {code}'}): start Docker (or set DOCKER_HOST), then retry")
+            bad.append(
+                f"the Docker engine is not reachable ({err or out or f'exit {code}'}): "
+                "start Docker (or set DOCKER_HOST), then retry"
+            )
         elif api < MIN_DOCKER_API:
-            bad.append(f"Docker engine API {dotted(api)} is older than {dotted(MIN_DOCKER_API)}: upgrade to Docker 20.10 or newer")
+            bad.append(
+                f"Docker engine API {dotted(api)} is older than {dotted(MIN_DOCKER_API)}: upgrade to Docker 20.10 or newer"
+            )
         else:
             good.append(f"Docker engine reachable, API {dotted(api)}")
 

@@ -56,7 +56,11 @@ DEFAULT_CACHE_PORTS = {
     "public.ecr.aws": 5007,
 }
 #: UIs published on 127.0.0.1: name → (setting of its host port, what it is).
-UI_PORT_KEYS = {"grafana": ("grafanaPort", "Grafana"), "prometheus": ("prometheusPort", "Prometheus"), "jaeger": ("jaegerPort", "Jaeger")}
+UI_PORT_KEYS = {
+    "grafana": ("grafanaPort", "Grafana"),
+    "prometheus": ("prometheusPort", "Prometheus"),
+    "jaeger": ("jaegerPort", "Jaeger"),
+}
 
 #: Settings that must only ever be stored encrypted (``pulumi config set --secret``).
 SECRET_KEYS = frozenset({"dockerHubPassword", *(key for key, spec in SECRET_CONFIG.items() if spec.secret)})
@@ -76,9 +80,7 @@ _IMAGE_RE = re.compile(r"^[a-z0-9]+([._/:-][a-z0-9]+)*(:[\w][\w.-]{0,127})?(@sha
 class ConfigError(ValueError):
     """A stack setting (or the stack file itself) is wrong; one line naming the key, the problem and the fix."""
 
-    def __init__(
-        self, key: str | None, problem: str, fix: str, *, source: str | None = None, line: int | None = None
-    ) -> None:
+    def __init__(self, key: str | None, problem: str, fix: str, *, source: str | None = None, line: int | None = None) -> None:
         self.key, self.problem, self.fix, self.source, self.line = key, problem, fix, source, line
         where = f"{source} line {line}: " if source and line else (f"{source}: " if source else "")
         what = f"config '{key}': " if key else ""
@@ -231,11 +233,13 @@ def read_stack(stack: str, project_dir: Path = PROJECT_DIR) -> StackConfig:
     except yaml.MarkedYAMLError as err:
         # The context (an unclosed bracket's line) says more than where the parser gave up (often the end).
         mark = err.context_mark or err.problem_mark
-        line = mark.line + 1 if mark is not None else None
+        at: int | None = mark.line + 1 if mark is not None else None
         problem = " ".join(str(err.problem or err).split())
         if "'\\t'" in problem:
-            raise ConfigError(None, "a tab indents this line", "indent with spaces, not tabs", source=name, line=line) from None
-        raise ConfigError(None, f"not valid YAML ({problem})", f"correct the YAML there; {_STACK_SHAPE}", source=name, line=line) from None
+            raise ConfigError(None, "a tab indents this line", "indent with spaces, not tabs", source=name, line=at) from None
+        raise ConfigError(
+            None, f"not valid YAML ({problem})", f"correct the YAML there; {_STACK_SHAPE}", source=name, line=at
+        ) from None
     except yaml.YAMLError as err:
         raise ConfigError(None, f"not valid YAML ({' '.join(str(err).split())})", _STACK_SHAPE, source=name) from None
     if raw is None:
@@ -248,8 +252,8 @@ def read_stack(stack: str, project_dir: Path = PROJECT_DIR) -> StackConfig:
     if config is None:
         return StackConfig(path, {}, frozenset(), {})
     if not isinstance(config, dict) or not isinstance(config_node, yaml.MappingNode):
-        line = config_node.start_mark.line + 1 if config_node is not None else None
-        raise ConfigError(None, "`config:` is not a mapping of keys to values", _STACK_SHAPE, source=name, line=line)
+        where = config_node.start_mark.line + 1 if config_node is not None else None
+        raise ConfigError(None, "`config:` is not a mapping of keys to values", _STACK_SHAPE, source=name, line=where)
     project = project_name(project_dir)
     lines: dict[str, int] = {}
     for key_node, _ in config_node.value:
@@ -355,11 +359,15 @@ def _coerce(key: str, kind: str, value: Any, default: Any) -> Any:
             try:
                 value = json.loads(value)
             except json.JSONDecodeError as err:
-                raise ConfigError(key, f"not a list ({err})", f"pulumi config rm {key}, then pulumi config set --path '{key}[0]' VALUE") from err
+                raise ConfigError(
+                    key, f"not a list ({err})", f"pulumi config rm {key}, then pulumi config set --path '{key}[0]' VALUE"
+                ) from err
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return value
         raise ConfigError(
-            key, f"expected a list of strings, got {value!r}", f"pulumi config rm {key}, then pulumi config set --path '{key}[0]' VALUE"
+            key,
+            f"expected a list of strings, got {value!r}",
+            f"pulumi config rm {key}, then pulumi config set --path '{key}[0]' VALUE",
         )
     raise ConfigError(key, f"Pulumi.yaml declares unsupported type {kind!r}", "declare string, integer, boolean or array")
 
@@ -385,7 +393,9 @@ def parse_mirror(entry: str, index: int = 0, entries: Sequence[str] = (), entrie
     host = parts[0].strip().lower()
     if not _HOST_RE.match(host):
         raise ConfigError(
-            key, f"{entry!r} does not start with a registry host", f"write it as HOST, HOST=PORT or HOST=PORT=URL: {fix_with('ghcr.io')}"
+            key,
+            f"{entry!r} does not start with a registry host",
+            f"write it as HOST, HOST=PORT or HOST=PORT=URL: {fix_with('ghcr.io')}",
         )
     if host.split(":", 1)[0] in ("localhost", "127.0.0.1") or host.startswith("127."):
         raise ConfigError(
@@ -479,7 +489,8 @@ def _namespace_of(raw_key: str, value: Any, project: str, schema: Mapping[str, A
         if key not in schema:
             fix = remove
         elif isinstance(value, (str, int, float, bool)) and value != ENCRYPTED:
-            fix = f"{remove} && pulumi config set {key} {shlex.quote(str(value).lower() if isinstance(value, bool) else str(value))}"
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            fix = f"{remove} && pulumi config set {key} {shlex.quote(text)}"
         else:
             fix = f"rename the key to {right} in the stack file"
         raise ConfigError(raw_key, f"namespace {namespace!r} is not this project's ({project!r}), so {right} stays unset", fix)
@@ -547,15 +558,22 @@ def parse_settings(
             "pulumi config set controlPlanes 1",
         )
     if not 0 <= cfg["workers"] <= 10:
-        raise ConfigError("workers", f"{cfg['workers']} workers is outside 0-10", f"pulumi config set workers {default_of('workers')}")
+        raise ConfigError(
+            "workers", f"{cfg['workers']} workers is outside 0-10", f"pulumi config set workers {default_of('workers')}"
+        )
     if not _DURATION_RE.match(cfg["proxyTtl"]):
         raise ConfigError(
-            "proxyTtl", f"{cfg['proxyTtl']!r} is not a Go duration (e.g. 720h, 168h, or 0 to never expire)",
+            "proxyTtl",
+            f"{cfg['proxyTtl']!r} is not a Go duration (e.g. 720h, 168h, or 0 to never expire)",
             f"pulumi config set proxyTtl {default_of('proxyTtl')}",
         )
     if bool(cfg["dockerHubUsername"]) != bool(cfg["dockerHubPassword"]):
         missing = "dockerHubPassword" if cfg["dockerHubUsername"] else "dockerHubUsername"
-        how = "pulumi config set --secret dockerHubPassword" if missing == "dockerHubPassword" else "pulumi config set dockerHubUsername NAME"
+        how = (
+            "pulumi config set --secret dockerHubPassword"
+            if missing == "dockerHubPassword"
+            else "pulumi config set dockerHubUsername NAME"
+        )
         raise ConfigError(missing, "dockerHubUsername and dockerHubPassword must be set together", f"{how} (or remove the other)")
 
     entries = tuple(cfg["mirrors"])
@@ -571,7 +589,9 @@ def parse_settings(
             alias = next((n for n in named if n != mirror.host), None)
             also = f" ({alias} is another name for it)" if alias else ""
             raise ConfigError(
-                "mirrors", f"{mirror.host} is listed twice{also}", f"keep one entry per registry: {mirror_remove_command(entries, index)}"
+                "mirrors",
+                f"{mirror.host} is listed twice{also}",
+                f"keep one entry per registry: {mirror_remove_command(entries, index)}",
             )
         by_host[mirror.host] = index
         container = f"{cluster}-cache-{mirror.slug}"
@@ -584,7 +604,9 @@ def parse_settings(
             )
         by_container[mirror.slug] = (index, mirror)
 
-    push_port = _port_range("pushRegistryPort", cfg["pushRegistryPort"], f"pulumi config set pushRegistryPort {default_of('pushRegistryPort')}")
+    push_port = _port_range(
+        "pushRegistryPort", cfg["pushRegistryPort"], f"pulumi config set pushRegistryPort {default_of('pushRegistryPort')}"
+    )
     ui_ports: dict[str, int] = {}
     for ui, (key, _) in UI_PORT_KEYS.items():
         ui_ports[ui] = _port_range(key, cfg[key], f"pulumi config set {key} {default_of(key)}")
@@ -605,7 +627,8 @@ def parse_settings(
         if mirror.metrics_port > 65535:
             raise ConfigError(
                 "mirrors",
-                f"the {mirror.host} cache's metrics port would be {mirror.metrics_port} (its port + {METRICS_PORT_OFFSET}), above 65535",
+                f"the {mirror.host} cache's metrics port would be {mirror.metrics_port}"
+                f" (its port + {METRICS_PORT_OFFSET}), above 65535",
                 move(FIRST_SUGGESTED_PORT),
             )
         bindings.append(_Binding(mirror.port, f"the {mirror.host} cache", "mirrors", explicit, move, True, group))
@@ -622,14 +645,26 @@ def parse_settings(
         )
     group += 1
     bindings.append(
-        _Binding(push_port, "the push registry (pushRegistryPort)", "pushRegistryPort", "pushRegistryPort" in given,
-                 lambda port: f"pulumi config set pushRegistryPort {port}", group=group)
+        _Binding(
+            push_port,
+            "the push registry (pushRegistryPort)",
+            "pushRegistryPort",
+            "pushRegistryPort" in given,
+            lambda port: f"pulumi config set pushRegistryPort {port}",
+            group=group,
+        )
     )
     for ui, (key, label) in UI_PORT_KEYS.items():
         group += 1
         bindings.append(
-            _Binding(ui_ports[ui], f"{label} ({key})", key, key in given,
-                     lambda port, key=key: f"pulumi config set {key} {port}", group=group)
+            _Binding(
+                ui_ports[ui],
+                f"{label} ({key})",
+                key,
+                key in given,
+                lambda port, key=key: f"pulumi config set {key} {port}",
+                group=group,
+            )
         )
     _check_ports(bindings)
 

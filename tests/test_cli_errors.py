@@ -322,7 +322,7 @@ def test_missing_stack_is_one_line(tmp_path: Path) -> None:
         (["stats", "--timeout", "0"], ["--timeout"]),
         (["warm", "--no-manifests", "--timeout", "-5", "redis:7"], ["--timeout"]),
         (["warm", "--no-manifests", "--timeout", "nan", "redis:7"], ["--timeout"]),
-        (["stats", "--registry", "http://127.0.0.1:{port}", "--storage", "{empty_dir}"], ["--storage", "docker/registry/v2"]),
+        (["stats", "--registry", "http://127.0.0.1:{port}", "--storage", "{not_storage}"], ["--storage", "docker/registry/v2"]),
         (["stats", "--registry", "http://127.0.0.1:{port}", "--storage", "{file}"], ["--storage", "not a directory"]),
         (["warm", "--registry", "http://127.0.0.1:{port}", "--storage", "{file}", "redis:7"], ["--storage"]),
         (["warm", "--manifests", "{file}"], ["--manifests", "not a directory"]),
@@ -332,9 +332,10 @@ def test_missing_stack_is_one_line(tmp_path: Path) -> None:
 )
 def test_bad_argument_is_one_usage_line(tmp_path: Path, args: list[str], words: list[str]) -> None:
     project = make_project(tmp_path, {"dev": dev_stack(workers=0)})
-    (tmp_path / "empty").mkdir()
+    (tmp_path / "not-storage").mkdir()  # a directory, but not a registry's storage
+    (tmp_path / "not-storage" / "notes.txt").write_text("not a registry\n")
     (tmp_path / "a-file").write_text("not a directory\n")
-    values = {"port": str(free_port()), "empty_dir": str(tmp_path / "empty"), "file": str(tmp_path / "a-file")}
+    values = {"port": str(free_port()), "not_storage": str(tmp_path / "not-storage"), "file": str(tmp_path / "a-file")}
     line = one_error_line(run(project, *(a.format(**values) for a in args)))
     for word in words:
         assert word in line, f"{word!r} missing from: {line}"

@@ -128,9 +128,9 @@ def canonical(value):
 def render_all(values):
     import localdev
     from localdev import render
-    from localdev.settings import parse_settings
+    from localdev.settings import SECRET_KEYS, parse_settings
 
-    settings = parse_settings(values)
+    settings = parse_settings(values, SECRET_KEYS)  # as a stack file whose secrets are all encrypted
     first = min(settings.mirrors, key=lambda m: m.host)  # by name: the mirrors' order is under test
     choices = {
         "settings": [("", settings)],

@@ -33,7 +33,7 @@ from pulumi.runtime import rpc
 from components import workloads as workloads_module
 from components.workloads import Workloads, WorkloadsArgs
 from localdev.manifests import SECRET_CONFIG, SECRETS, plan_manifests
-from localdev.render import UI_PORTS
+from localdev.render import UI_NODE_PORTS
 from localdev.settings import REGISTRY_DEBUG_PORT, ConfigError, parse_settings, stack_values
 from tests import manifest_checks as mc
 from tests.program import ProgramMocks, RecordingMonitor
@@ -540,8 +540,9 @@ def test_ui_node_ports() -> None:
             [(workload, spec)] = mc.service_backends(doc, DOCS)
             for port in doc.obj["spec"]["ports"]:
                 node_ports[port["nodePort"]] = (workload.name, mc.container_port(spec, port["targetPort"]))
-    assert node_ports == {UI_PORTS[ui][1]: backend for ui, backend in expected.items()}
-    assert set(UI_PORTS.values()) == {(3000, 30300), (9090, 30900), (16686, 31686)}
+    assert node_ports == {UI_NODE_PORTS[ui]: backend for ui, backend in expected.items()}
+    assert UI_NODE_PORTS == {"grafana": 30300, "prometheus": 30900, "jaeger": 31686}
+    assert parse_settings({}).ui_ports == {"grafana": 3000, "prometheus": 9090, "jaeger": 16686}
 
 
 # --- the Workloads component under Pulumi mocks ----------------------------------------------------------------------
