@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -22,14 +23,12 @@ from localdev.render import (
     render_cache_env,
     render_env_file,
     render_kind_config,
-    render_network_attach_script,
+    render_network_attachment_command,
     render_node_hosts,
-    render_node_wiring_script,
+    render_node_wiring_command,
     render_push_env,
 )
 from localdev.settings import (
-    DEFAULT_CACHE_PORTS,
-    FIRST_SUGGESTED_PORT,
     ConfigError,
     Settings,
     find_project_dir,
@@ -122,17 +121,20 @@ def cmd_rewire(args: argparse.Namespace) -> int:
     until these run again. Both scripts are idempotent.
     """
     _, settings = _stack_settings(args.stack)
-    scripts = [
-        ("attach the registries to the kind network", render_network_attach_script(settings)),
-        ("write the registries' hosts.toml into every node", render_node_wiring_script(settings)),
+    commands = [
+        ("attach the registries to the kind network", render_network_attachment_command(settings)),
+        ("write the registries' hosts.toml into every node", render_node_wiring_command(settings)),
     ]
-    for what, script in scripts:
+    for what, shell in commands:
         if args.dry_run:
-            print(f"# {what}\n{script}")
+            params = "".join(f"# {key}={shlex.quote(value)}\n" for key, value in sorted(shell.environment.items()))
+            print(f"# {what}, with:\n{params}{shell.create}")
             continue
         print(f"localdev rewire: {what}", file=sys.stderr)
-        # As pulumi-command's local Command runs its create script: /bin/sh -c SCRIPT.
-        done = subprocess.run(["/bin/sh", "-c", script], check=False)
+        # As pulumi-command's local Command runs it: /bin/sh -c SCRIPT, its parameters in the environment.
+        done = subprocess.run(
+            ["/bin/sh", "-c", shell.create], env={**os.environ, **shell.environment}, input=shell.stdin, text=True, check=False
+        )
         if done.returncode != 0:
             check = f"check `kind get nodes --name {settings.cluster_name}` and `docker ps`"
             raise OpsError(f"{what} failed (exit {done.returncode})", fix=check)
@@ -195,87 +197,28 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_warm(args: argparse.Namespace) -> int:
-    from localdev.images import ImageRef, parse_reference
-    from localdev.manifests import images_from_manifests
-    from localdev.ops import dockerapi
-    from localdev.ops.registry_api import RegistryClient, normalise_url
-    from localdev.ops.storage import ContainerStorage, LocalStorage
-    from localdev.ops.warm import ImageJob, Warmer, WarmTarget, parse_platforms, summarise
+    from localdev.ops.warm import image_jobs, run_warm, stack_warm_targets, target_jobs
 
     if args.storage and not args.registry:
         raise UsageError("--storage goes with --registry URL (the stack's caches are read through Docker)")
-    platforms = parse_platforms(args.platform)
+    storage = _storage_argument(args.storage) if args.storage else None
     # The stack is read (and checked) first, even when there turns out to be nothing to warm.
-    stack_settings = None if args.registry else _stack_settings(args.stack)[1]
-    jobs: list[ImageJob] = [ImageJob(text, parse_reference(text)) for text in args.images]  # bad input: exit 2 here
-    if not args.no_manifests:
-        directory = _directory_argument("--manifests", args.manifests) if args.manifests else find_project_dir() / "k8s"
-        if directory.is_dir() or args.manifests:
-            for found in images_from_manifests(directory):
-                try:
-                    ref: ImageRef | None = parse_reference(found.image)
-                    error = None
-                except UsageError as err:
-                    ref, error = None, f"{err.line()} (in {', '.join(found.sources)})"
-                jobs.append(ImageJob(found.image, ref, error=error))
-        else:
-            print(f"no {directory} directory: warming only the images given", file=sys.stderr)
-    seen: set[object] = set()
-    unique: list[ImageJob] = []
-    for job in jobs:
-        key = job.ref if job.ref is not None else job.text
-        if key not in seen:
-            seen.add(key)
-            unique.append(job)
-    if not unique:
+    settings = None if args.registry else _stack_settings(args.stack)[1]
+    if args.no_manifests:
+        manifests = None
+    else:
+        manifests = _directory_argument("--manifests", args.manifests) if args.manifests else find_project_dir() / "k8s"
+    jobs = image_jobs(args.images, manifests, required=bool(args.manifests), err=sys.stderr)
+    if not jobs:
         print("nothing to warm: no images given and none found in the manifests")
         return 0
-    if args.registry:
-        url = normalise_url(args.registry)
-        target = WarmTarget(url, url, LocalStorage(_storage_argument(args.storage)) if args.storage else None)
-        with RegistryClient(url, timeout=min(args.timeout, 30.0)) as probe:
-            probe.ping()  # a registry that is down is one line, not one per image
-        for job in unique:
-            job.target = target if job.ref is not None else None
+    if settings is None:
+        target_jobs(jobs, args.registry, storage, timeout=args.timeout)
     else:
-        assert stack_settings is not None
-        settings = stack_settings
-        try:
-            client = dockerapi.connect()
-        except OpsError as err:
-            client = None
-            print(f"{err.line()}: checking what the caches hold through their API instead", file=sys.stderr)
-        targets: dict[str, WarmTarget] = {}
-        for mirror in settings.mirrors:
-            storage = None
-            if client is not None:
-                import docker  # type: ignore[import-untyped]
-
-                try:
-                    storage = ContainerStorage(client.containers.get(settings.cache_name(mirror)))
-                except docker.errors.DockerException:
-                    storage = None
-            targets[mirror.host] = WarmTarget(f"http://127.0.0.1:{mirror.port}", f"{mirror.host} cache", storage)
-        push_hosts = {settings.push_host, f"127.0.0.1:{settings.push_port}"}
-        for job in unique:
-            if job.ref is None:
-                continue
-            if job.ref.registry in push_hosts:
-                job.skipped = "lives in the push registry; nothing to warm"
-            elif job.ref.registry in targets:
-                job.target = targets[job.ref.registry]
-            else:
-                host = job.ref.registry
-                entry = host if host in DEFAULT_CACHE_PORTS else f"{host}={FIRST_SUGGESTED_PORT}"
-                fix = f"{settings.add_mirror_command(entry)}, then pulumi up"
-                job.error = f"no cache for {host} (fix: add {host} to mirrors: {fix})"
-    warmer = Warmer(jobs=args.jobs, platforms=platforms, timeout=args.timeout)
-    try:
-        result = warmer.run(unique, sys.stderr)
-    finally:
-        warmer.close()
-    summarise(result, sys.stdout)
-    return 1 if result.failed else 0
+        stack_warm_targets(jobs, settings, err=sys.stderr)
+    return run_warm(
+        jobs, jobs_in_parallel=args.jobs, platform=args.platform, timeout=args.timeout, out=sys.stdout, err=sys.stderr
+    )
 
 
 def _ops(func: object) -> object:

@@ -25,6 +25,8 @@ from typing import Any
 
 import yaml
 
+from localdev.errors import UsageError
+from localdev.images import parse_reference
 from localdev.manifests import SECRET_CONFIG, GeneratedValue
 
 #: The checkout this package was installed from (``pip install -e .``).
@@ -74,7 +76,6 @@ _HOST_RE = re.compile(
 )
 _CLUSTER_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 _DURATION_RE = re.compile(r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$")
-_IMAGE_RE = re.compile(r"^[a-z0-9]+([._/:-][a-z0-9]+)*(:[\w][\w.-]{0,127})?(@sha256:[0-9a-f]{64})?$")
 
 
 class ConfigError(ValueError):
@@ -425,11 +426,11 @@ def parse_mirror(entry: str, index: int = 0, entries: Sequence[str] = (), entrie
 
 def _check_pinned(key: str, image: str, default: str) -> None:
     fix = f"pulumi config set {key} {shlex.quote(default)}"
-    if not _IMAGE_RE.match(image):
-        raise ConfigError(key, f"{image!r} is not an image reference", fix)
-    name_tag = image.split("@", 1)[0]
-    tag = name_tag.rsplit(":", 1)[1] if ":" in name_tag.rsplit("/", 1)[-1] else ""
-    if "@" not in image and tag in ("", "latest"):
+    try:
+        ref = parse_reference(image)
+    except UsageError as err:
+        raise ConfigError(key, f"{image!r} is not an image reference ({err})", fix) from None
+    if ref.digest is None and ref.tag in (None, "latest"):
         raise ConfigError(key, f"{image!r} is not pinned (name a version tag or a digest, never latest)", fix)
 
 
