@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 STAND_INS = ROOT / "tests" / "stand_ins"
 
 
-def preflight(tmp_path: Path, tools: tuple[str, ...] = ("docker", "kind", "pulumi"), *args: str, **env: str):  # noqa: ANN201
+def preflight(
+    tmp_path: Path, tools: tuple[str, ...] = ("docker", "kind", "pulumi"), *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     for name in tools:

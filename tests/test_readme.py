@@ -31,7 +31,8 @@ def readme_commands() -> list[str]:
     """The shell commands of the README's "Two commands on a fresh machine" section."""
     text = (ROOT / "README.md").read_text()
     section = text.split("## Two commands on a fresh machine", 1)[1].split("\n## ", 1)[0]
-    return [line.strip() for block in re.findall(r"```sh\n(.*?)```", section, re.S) for line in block.splitlines() if line.strip()]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+    return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
 
 
 @pytest.fixture(scope="module")
