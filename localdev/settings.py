@@ -360,15 +360,12 @@ def _coerce(key: str, kind: str, value: Any, default: Any) -> Any:
             try:
                 value = json.loads(value)
             except json.JSONDecodeError as err:
-                raise ConfigError(
-                    key, f"not a list ({err})", f"pulumi config rm {key}, then pulumi config set --path '{key}[0]' VALUE"
-                ) from err
+                problem = f"not a list ({err}); set entries with --path '{key}[N]'"
+                raise ConfigError(key, problem, f"pulumi config rm {key}") from err
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return value
         raise ConfigError(
-            key,
-            f"expected a list of strings, got {value!r}",
-            f"pulumi config rm {key}, then pulumi config set --path '{key}[0]' VALUE",
+            key, f"expected a list of strings, got {value!r}; set entries with --path '{key}[N]'", f"pulumi config rm {key}"
         )
     raise ConfigError(key, f"Pulumi.yaml declares unsupported type {kind!r}", "declare string, integer, boolean or array")
 
@@ -395,14 +392,15 @@ def parse_mirror(entry: str, index: int = 0, entries: Sequence[str] = (), entrie
     if not _HOST_RE.match(host):
         raise ConfigError(
             key,
-            f"{entry!r} does not start with a registry host",
-            f"write it as HOST, HOST=PORT or HOST=PORT=URL: {fix_with('ghcr.io')}",
+            f"{entry!r} does not start with a registry host (write HOST, HOST=PORT or HOST=PORT=URL)",
+            fix_with("ghcr.io"),
         )
     if host.split(":", 1)[0] in ("localhost", "127.0.0.1") or host.startswith("127."):
         raise ConfigError(
             key,
-            f"{host} names a registry on this machine, like the push registry (localhost:PORT), not an upstream to cache",
-            f"push your images to the push registry instead, and remove the entry: {mirror_remove_command(entries, index)}",
+            f"{host} names a registry on this machine, like the push registry (localhost:PORT), not an upstream to cache;"
+            " push your images to the push registry instead",
+            mirror_remove_command(entries, index),
         )
     canonical = "docker.io" if host in DOCKER_HUB_ALIASES else host
     if len(parts) > 1:
@@ -437,11 +435,11 @@ def _check_pinned(key: str, image: str, default: str) -> None:
 def check_secret_length(key: str, spec: GeneratedValue, value: str) -> None:
     """A workload credential must fit what its service accepts (MinIO: user 3-20, password 8-40)."""
     if not spec.min_length <= len(value) <= spec.max_length:
-        how = f"pulumi config set --secret {key}" if spec.secret else f"pulumi config set {key} VALUE"
         raise ConfigError(
             key,
-            f"must be {spec.min_length}-{spec.max_length} characters long (got {len(value)})",
-            f"pulumi config rm {key} (a random value is generated), or {how} with {spec.min_length}-{spec.max_length} characters",
+            f"must be {spec.min_length}-{spec.max_length} characters long (got {len(value)});"
+            " without it a random value is generated",
+            f"pulumi config rm {key}",
         )
 
 
@@ -493,8 +491,10 @@ def _namespace_of(raw_key: str, value: Any, project: str, schema: Mapping[str, A
             text = str(value).lower() if isinstance(value, bool) else str(value)
             fix = f"{remove} && pulumi config set {key} {shlex.quote(text)}"
         else:
-            fix = f"rename the key to {right} in the stack file"
-        raise ConfigError(raw_key, f"namespace {namespace!r} is not this project's ({project!r}), so {right} stays unset", fix)
+            fix = remove
+        again = "" if "&&" in fix else f" (set it again as {key})"
+        problem = f"namespace {namespace!r} is not this project's ({project!r}), so {right} stays unset{again}"
+        raise ConfigError(raw_key, problem, fix)
     return None
 
 
@@ -534,7 +534,7 @@ def parse_settings(
 
     for key in sorted(SECRET_KEYS & set(schema)):
         if cfg[key] and key not in encrypted:
-            raise ConfigError(key, "is stored in plain text", f"pulumi config set --secret {key} (it asks for the value)")
+            raise ConfigError(key, "is stored in plain text (the fix asks for the value)", f"pulumi config set --secret {key}")
     for key, spec in SECRET_CONFIG.items():
         value = cfg.get(key)
         if isinstance(value, str) and value and value != ENCRYPTED:
@@ -570,17 +570,15 @@ def parse_settings(
         )
     if bool(cfg["dockerHubUsername"]) != bool(cfg["dockerHubPassword"]):
         missing = "dockerHubPassword" if cfg["dockerHubUsername"] else "dockerHubUsername"
-        how = (
-            "pulumi config set --secret dockerHubPassword"
-            if missing == "dockerHubPassword"
-            else "pulumi config set dockerHubUsername NAME"
-        )
-        raise ConfigError(missing, "dockerHubUsername and dockerHubPassword must be set together", f"{how} (or remove the other)")
+        other = "dockerHubUsername" if missing == "dockerHubPassword" else "dockerHubPassword"
+        set_it = f"pulumi config set{' --secret' if missing == 'dockerHubPassword' else ''} {missing}"
+        together = f"dockerHubUsername and dockerHubPassword must be set together (or set it: {set_it})"
+        raise ConfigError(missing, together, f"pulumi config rm {other}")
 
     entries = tuple(cfg["mirrors"])
     mirrors_set = "mirrors" in given
     if not entries:
-        raise ConfigError("mirrors", "no registry to cache", "pulumi config rm mirrors (the default caches docker.io)")
+        raise ConfigError("mirrors", "no registry to cache", "pulumi config rm mirrors")
     parsed = [(index, parse_mirror(entry, index, entries, mirrors_set)) for index, entry in enumerate(entries)]
     by_host: dict[str, int] = {}
     by_container: dict[str, tuple[int, Mirror]] = {}
@@ -591,8 +589,8 @@ def parse_settings(
             also = f" ({alias} is another name for it)" if alias else ""
             raise ConfigError(
                 "mirrors",
-                f"{mirror.host} is listed twice{also}",
-                f"keep one entry per registry: {mirror_remove_command(entries, index)}",
+                f"{mirror.host} is listed twice{also}; keep one entry per registry",
+                mirror_remove_command(entries, index),
             )
         by_host[mirror.host] = index
         container = f"{cluster}-cache-{mirror.slug}"
@@ -600,8 +598,8 @@ def parse_settings(
             first = by_container[mirror.slug][1].host
             raise ConfigError(
                 "mirrors",
-                f"{first} and {mirror.host} would both be the container {container}",
-                f"keep one of them: {mirror_remove_command(entries, index)}",
+                f"{first} and {mirror.host} would both be the container {container}; keep one of them",
+                mirror_remove_command(entries, index),
             )
         by_container[mirror.slug] = (index, mirror)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from localdev.settings import ConfigError, parse_settings
 from tests.tools import tool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -386,3 +387,56 @@ def test_missing_dependency_is_one_line_saying_what_to_run(tmp_path: Path, missi
     )
     line = one_error_line(result)
     assert missing in line and "pip install" in line
+
+
+#: Every kind of mistake parse_settings refuses (the stack files' own shape aside).
+EVERY_MISTAKE: list[dict[str, object]] = [
+    {"mirrors": ["docker.io", "docker.io"]},
+    {"mirrors": ["docker.io", "index.docker.io"]},
+    {"mirrors": ["ghcr.io=5001"]},
+    {"mirrors": ["docker.io", "quay.io=5100"]},
+    {"pushRegistryPort": 5000},
+    {"mirrors": ["ghcr.io=5002=ftp://ghcr.io"]},
+    {"mirrors": ["not a host"]},
+    {"mirrors": ["my.registry.example"]},
+    {"mirrors": ["ghcr.io=80"]},
+    {"mirrors": ["docker.io", "ghcr.io=65500"]},
+    {"mirrors": ["docker.io", "my-reg.io=5010", "my.reg.io=5011"]},
+    {"mirrors": ["docker.io", "localhost:5001=5010"]},
+    {"mirrors": ["docker.io="]},
+    {"mirrors": ["docker.io=abc"]},
+    {"mirrors": []},
+    {"mirrors": "docker.io"},
+    {"mirrors": [1, 2]},
+    {"workers": 11},
+    {"workers": "two"},
+    {"controlPlanes": 2},
+    {"clusterName": "My_Cluster"},
+    {"clusterName": 5},
+    {"nodeImage": "kindest/node"},
+    {"registryImage": "registry:latest"},
+    {"proxyTtl": "a week"},
+    {"retainCaches": "yes"},
+    {"dockerHubUsername": "me"},
+    {"dockerHubPassword": "secret-but-plain"},
+    {"postgresPassword": "plain"},
+    {"minioRootUser": "ab"},
+    {"workrs": 1},
+    {"localdv:workers": 2},
+    {"localdv:mirrors": ["docker.io"]},
+    {"grafanaPort": 80},
+    {"grafanaPort": 5000},
+    {"jaegerPort": 3000},
+]
+
+
+@pytest.mark.parametrize("config", EVERY_MISTAKE, ids=[repr(c) for c in EVERY_MISTAKE])
+def test_every_fix_is_a_pulumi_command(config: dict[str, object]) -> None:
+    """The text after "Fix:" pastes into a shell as it is: one or more `pulumi config` commands joined by &&."""
+    with pytest.raises(ConfigError) as err:
+        parse_settings(config)
+    fix = err.value.fix
+    for part in fix.split(" && "):
+        argv = shlex.split(part)
+        assert argv[:2] == ["pulumi", "config"] and argv[2] in ("set", "rm"), f"not a pulumi config command: {fix!r}"
+        assert not any(word in ("VALUE", "PORT", "NAME") for word in argv), f"a placeholder in {fix!r}"
