@@ -125,6 +125,8 @@ def test_scripts_up_asks_the_passphrase_once_and_every_pulumi_process_gets_it(cl
     assert err.decode().count("Passphrase that encrypts") == 1
     recorded = [line for line in calls(clone) if line.startswith("pulumi ") and "version" not in line]
     assert recorded and all(line.endswith("[passphrase set]") for line in recorded), recorded
+    # On a terminal, pulumi up shows its preview and asks (no --yes): a cluster replacement is seen first.
+    assert "pulumi up --stack dev [passphrase set]" in recorded
 
 
 def test_scripts_up_without_a_terminal_or_passphrase_says_what_to_export(clone: Path) -> None:
