@@ -20,7 +20,7 @@ from components.wiring import NetworkAttachment, NetworkAttachmentArgs, NodeMirr
 from components.workloads import Workloads, WorkloadsArgs
 from localdev.manifests import SECRET_CONFIG
 from localdev.preflight import missing_prerequisites
-from localdev.settings import ConfigError, Settings, parse_settings
+from localdev.settings import ConfigError, Settings, parse_settings, read_stack
 
 
 def load_settings() -> Settings:
@@ -32,7 +32,11 @@ def load_settings() -> Settings:
     try:
         return parse_settings(values, secret_keys)
     except ConfigError as err:
-        raise err.at(f"Pulumi.{pulumi.get_stack()}.yaml") from None
+        try:  # the key's line, when the value came from the stack file
+            lines = read_stack(pulumi.get_stack(), Path(__file__).resolve().parent).lines
+        except (ConfigError, OSError):
+            lines = {}
+        raise err.at(f"Pulumi.{pulumi.get_stack()}.yaml", lines) from None
 
 
 try:

@@ -56,7 +56,7 @@ def test_program_and_render_refuse_alike(tmp_path: Path, config: dict[str, Any],
     assert isinstance(graph.error, pulumi.RunError), graph.error
     assert graph.registrations == []
     program_says = str(graph.error)
-    assert program_says.startswith("Pulumi.dev.yaml: config '"), program_says
+    assert re.match(r"Pulumi\.dev\.yaml( line \d+)?: config '", program_says), program_says
 
     stack = {f"localdev:{k}": ({"secure": "v1:AAAA"} if k in encrypted else v) for k, v in config.items()}
     project = make_project(tmp_path, {"dev": yaml.safe_dump({"config": stack})})
