@@ -105,7 +105,8 @@ def load_lock(path: Path = LOCK_FILE) -> list[LockEntry]:
         except UsageError as err:
             raise ValueError(f"{where}: {err}") from err
         if f"{parsed.registry}/{parsed.repository}" != entry.name:
-            raise ValueError(f"{where}: name {entry.name!r} is not fully qualified (expected {parsed.registry}/{parsed.repository})")
+            expected = f"{parsed.registry}/{parsed.repository}"
+            raise ValueError(f"{where}: name {entry.name!r} is not fully qualified (expected {expected})")
         entries.append(entry)
     names = [e.name for e in entries]
     duplicated = sorted({n for n in names if names.count(n) > 1})

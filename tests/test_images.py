@@ -67,7 +67,8 @@ def test_lock_check_catches(where: str, ref: str, fault: str) -> None:
 
 def test_lock_check_catches_an_entry_nothing_uses() -> None:
     stale = LockEntry("docker.io/library/busybox", "1.37", "maintained", "nothing", ("https://example.org",))
-    assert lock_problems(used_images(), [*LOCK, stale]) == ["images.lock.yaml: docker.io/library/busybox is used by nothing in the stack"]
+    expected = "images.lock.yaml: docker.io/library/busybox is used by nothing in the stack"
+    assert lock_problems(used_images(), [*LOCK, stale]) == [expected]
 
 
 def test_short_names_resolve_to_the_locked_docker_hub_names() -> None:
@@ -102,7 +103,8 @@ def test_docs_table_is_the_one_rendered_from_the_lock() -> None:
             "https://",
         ),
         (
-            "images:\n- {name: docker.io/library/redis, version: '7', status: maintained, used_by: x, confirmed: [https://a], pin: 1}",
+            "images:\n- {name: docker.io/library/redis, version: '7', status: maintained, used_by: x,"
+            " confirmed: [https://a], pin: 1}",
             "unknown field",
         ),
     ],
