@@ -8,8 +8,8 @@ import pulumi
 import pulumi_command as command
 import pulumi_kubernetes as k8s
 
-from components.config import Settings
-from components.render import content_hash, render_kind_config, render_kind_create_script, render_kind_delete_script
+from localdev.render import content_hash, render_kind_config, render_kind_create_script, render_kind_delete_script
+from localdev.settings import Settings
 
 
 @dataclass

@@ -8,14 +8,14 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
-from components.config import Settings
-from components.render import (
+from localdev.render import (
     content_hash,
     render_network_attach_script,
     render_network_detach_script,
     render_node_hosts,
     render_node_wiring_script,
 )
+from localdev.settings import Settings
 
 
 @dataclass

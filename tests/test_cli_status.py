@@ -36,11 +36,11 @@ from urllib.parse import parse_qs, urlsplit
 import docker
 import pytest
 
-from components.config import Settings, parse_settings
-from components.ops.stats import collect, stack_targets
-from components.ops.status import run_status
-from components.ops.storage import LocalStorage, held_blobs
-from components.render import CERTS_DIR, render_cache_env, render_node_hosts, render_registry_hosting
+from localdev.ops.stats import collect, stack_targets
+from localdev.ops.status import run_status
+from localdev.ops.storage import LocalStorage, held_blobs
+from localdev.render import CERTS_DIR, render_cache_env, render_node_hosts, render_registry_hosting
+from localdev.settings import Settings, parse_settings
 from tests.harness import make_image, pull_manifest_and_blobs, push_image
 from tests.harness.net import free_port
 
@@ -382,7 +382,7 @@ def test_no_nodes_and_stopped_node(healthy: tuple[Settings, FakeDockerEngine, Fa
 
 
 def test_colour_only_on_a_tty_and_never_with_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
-    from components.ops.output import Style
+    from localdev.ops.output import Style
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:
@@ -398,7 +398,7 @@ def test_colour_only_on_a_tty_and_never_with_no_color(monkeypatch: pytest.Monkey
 def test_cli_status_without_a_docker_daemon_is_one_line(tmp_path: Path) -> None:
     env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-daemon.sock"}
     proc = subprocess.run(
-        [sys.executable, "-m", "components.cli", "status"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "localdev.cli", "status"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from components.config import REGISTRY_API_PORT, Settings, parse_settings
-from components.render import CERTS_DIR, render_containerd_patch, render_node_hosts
+from localdev.render import CERTS_DIR, render_containerd_patch, render_node_hosts
+from localdev.settings import REGISTRY_API_PORT, Settings, parse_settings
 from tests.harness.images import make_image, pull_manifest_and_blobs, push_image, push_with_skopeo
 from tests.harness.relay import HttpRelay
 from tests.program import run_program

@@ -31,9 +31,10 @@ import yaml
 from pulumi.runtime import rpc
 
 from components import workloads as workloads_module
-from components.config import REGISTRY_DEBUG_PORT, parse_settings, stack_values
-from components.render import UI_PORTS
-from components.workloads import SECRET_CONFIG, SECRETS, Workloads, WorkloadsArgs, plan_manifests
+from components.workloads import Workloads, WorkloadsArgs
+from localdev.manifests import SECRET_CONFIG, SECRETS, check_secret_length, plan_manifests
+from localdev.render import UI_PORTS
+from localdev.settings import REGISTRY_DEBUG_PORT, parse_settings, stack_values
 from tests import manifest_checks as mc
 from tests.program import ProgramMocks, RecordingMonitor
 
@@ -719,7 +720,7 @@ def test_component_rejects_unknown_secrets_and_bad_lengths(tmp_path: Path) -> No
     with pytest.raises(ValueError, match="minioRootPassword"):
         Workloads("w", WorkloadsArgs(**provider_args, secrets={"minioRootPassword": "short"}))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="minioRootUser"):
-        workloads_module._check_length("minioRootUser", SECRET_CONFIG["minioRootUser"], "x" * 21)
+        check_secret_length("minioRootUser", SECRET_CONFIG["minioRootUser"], "x" * 21)
 
 
 def test_plan_rejects_what_nothing_provides(tmp_path: Path) -> None:

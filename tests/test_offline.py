@@ -1,6 +1,6 @@
 """Issue 4: the caches serve what they hold when the upstream is gone (docs/offline.md).
 
-Every cache here is the cache containers' entrypoint, ``components/registry-entrypoint.sh``,
+Every cache here is the cache containers' entrypoint, ``localdev/scripts/registry-entrypoint.sh``,
 run as ``sh SCRIPT CONFIG`` with ``REGISTRY_BIN=docker-registry`` (distribution 2.8.2)
 and the exact environment ``render_cache_env()`` gives the container. Its upstream
 is an :class:`HttpRelay` (the internet, with faults) in front of a plain upstream
@@ -28,8 +28,8 @@ import httpx
 import pytest
 import yaml
 
-from components.config import Settings, parse_settings
-from components.render import CACHE_ENTRYPOINT, render_cache_entrypoint, render_cache_env, render_hosts_toml, render_push_env
+from localdev.render import CACHE_ENTRYPOINT, render_cache_entrypoint, render_cache_env, render_hosts_toml, render_push_env
+from localdev.settings import Settings, parse_settings
 from tests.harness import (
     Containerd,
     DigestMismatchError,

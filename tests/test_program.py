@@ -8,8 +8,8 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.config import parse_settings
-from components.render import content_hash, render_kind_config, render_node_hosts
+from localdev.render import content_hash, render_kind_config, render_node_hosts
+from localdev.settings import parse_settings
 from tests.program import FAKE_KUBECONFIG, Graph, Registration, run_program
 
 MIRRORS = ["docker.io", "ghcr.io", "quay.io"]

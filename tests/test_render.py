@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.cli import main as cli_main
-from components.cli import render_files
-from components.config import parse_settings, stack_values
-from components.render import (
+from localdev.cli import main as cli_main
+from localdev.cli import render_files
+from localdev.render import (
     CERTS_DIR,
     render_cache_env,
     render_containerd_patch,
@@ -27,6 +26,7 @@ from components.render import (
     render_push_env,
     render_registry_hosting,
 )
+from localdev.settings import parse_settings, stack_values
 from tests.tools import tool
 
 SETTINGS = parse_settings({"workers": 2, "mirrors": ["docker.io", "ghcr.io", "registry.k8s.io"]})

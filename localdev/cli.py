@@ -1,7 +1,4 @@
-"""Command line of the localdev stack: ``python -m components.cli COMMAND``.
-
-Tip: ``alias localdev='python -m components.cli'``, then ``localdev status``.
-"""
+"""The ``localdev`` command: render, preflight, status, stats and warm, for the stack in this checkout."""
 
 from __future__ import annotations
 
@@ -11,9 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from components.config import PROJECT_DIR, ConfigError, Settings, parse_settings, stack_values
-from components.preflight import missing_prerequisites
-from components.render import (
+from localdev.preflight import missing_prerequisites
+from localdev.render import (
     render_cache_entrypoint,
     render_cache_env,
     render_env_file,
@@ -21,6 +17,7 @@ from components.render import (
     render_node_hosts,
     render_push_env,
 )
+from localdev.settings import PROJECT_DIR, ConfigError, Settings, parse_settings, stack_values
 
 
 def load_stack_settings(stack: str | None) -> Settings:
@@ -80,8 +77,8 @@ def _stack_header(stack: str | None, settings: Settings) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from components.ops import dockerapi
-    from components.ops.status import run_status
+    from localdev.ops import dockerapi
+    from localdev.ops.status import run_status
 
     stack = resolve_stack(args.stack)
     settings = load_stack_settings(stack)
@@ -89,11 +86,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from components.ops import dockerapi
-    from components.ops.errors import UsageError
-    from components.ops.registry_api import normalise_url
-    from components.ops.stats import Target, collect, stack_targets, write_report
-    from components.ops.storage import LocalStorage
+    from localdev.errors import UsageError
+    from localdev.ops import dockerapi
+    from localdev.ops.registry_api import normalise_url
+    from localdev.ops.stats import Target, collect, stack_targets, write_report
+    from localdev.ops.storage import LocalStorage
 
     if args.registry is None and (args.metrics_url or args.storage):
         raise UsageError("--metrics-url and --storage go with --registry URL (the stack's caches are found by themselves)")
@@ -115,12 +112,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_warm(args: argparse.Namespace) -> int:
-    from components.ops import dockerapi
-    from components.ops.errors import OpsError, UsageError
-    from components.ops.images import ImageRef, images_from_manifests, parse_reference
-    from components.ops.registry_api import RegistryClient, normalise_url
-    from components.ops.storage import ContainerStorage, LocalStorage
-    from components.ops.warm import ImageJob, Warmer, WarmTarget, parse_platforms, summarise
+    from localdev.errors import OpsError, UsageError
+    from localdev.images import ImageRef, parse_reference
+    from localdev.manifests import images_from_manifests
+    from localdev.ops import dockerapi
+    from localdev.ops.registry_api import RegistryClient, normalise_url
+    from localdev.ops.storage import ContainerStorage, LocalStorage
+    from localdev.ops.warm import ImageJob, Warmer, WarmTarget, parse_platforms, summarise
 
     if args.storage and not args.registry:
         raise UsageError("--storage goes with --registry URL (the stack's caches are read through Docker)")
@@ -199,7 +197,7 @@ def cmd_warm(args: argparse.Namespace) -> int:
 
 
 def _default_ports() -> dict[str, int]:
-    from components.config import DEFAULT_CACHE_PORTS
+    from localdev.settings import DEFAULT_CACHE_PORTS
 
     return DEFAULT_CACHE_PORTS
 
@@ -208,7 +206,7 @@ def _ops(func: object) -> object:
     """Run an ops command: expected failures are one line with their exit code, never a traceback."""
 
     def wrapper(args: argparse.Namespace) -> int:
-        from components.ops.errors import OpsError
+        from localdev.errors import OpsError
 
         try:
             return int(func(args))  # type: ignore[operator]
@@ -230,7 +228,7 @@ def _ops(func: object) -> object:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m components.cli", description=__doc__)
+    parser = argparse.ArgumentParser(prog="localdev", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     stack_help = "read Pulumi.<STACK>.yaml (default: $LOCALDEV_STACK, else the only Pulumi.<stack>.yaml, else defaults)"
     render = sub.add_parser("render", help="write the kind config, hosts.toml files and registry environments")

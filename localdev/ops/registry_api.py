@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from components.ops.errors import OpsError, UsageError
+from localdev.errors import OpsError, UsageError
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

@@ -33,11 +33,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from components.ops.errors import OpsError
-from components.ops.images import ImageRef
-from components.ops.output import Progress, Style, human_bytes
-from components.ops.registry_api import Descriptor, Manifest, RegistryClient, RegistryError, served_from_storage
-from components.ops.storage import StorageReader, held_blobs, holds_blob
+from localdev.errors import OpsError
+from localdev.images import ImageRef
+from localdev.ops.output import Progress, Style, human_bytes
+from localdev.ops.registry_api import Descriptor, Manifest, RegistryClient, RegistryError, served_from_storage
+from localdev.ops.storage import StorageReader, held_blobs, holds_blob
 
 CHUNK = 1 << 16
 #: How long to wait for a cache to commit a blob it streamed to us.

@@ -1,7 +1,7 @@
 """Pure renderers: kind config, containerd patch, hosts.toml, registry environments, scripts.
 
 No Pulumi import and no clock, randomness or dict-order dependence: the program
-and ``python -m components.cli render`` call these same functions, so what a
+and ``localdev render`` call these same functions, so what a
 preview shows is exactly what ``render`` writes, byte for byte.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from components.config import REGISTRY_API_PORT, REGISTRY_DEBUG_PORT, Mirror, Settings
+from localdev.settings import REGISTRY_API_PORT, REGISTRY_DEBUG_PORT, Mirror, Settings
 
 #: Where every node's containerd looks for per-registry hosts.toml files.
 CERTS_DIR = "/etc/containerd/certs.d"
@@ -25,7 +25,7 @@ CERTS_DIR = "/etc/containerd/certs.d"
 UI_PORTS = {"grafana": (3000, 30300), "prometheus": (9090, 30900), "jaeger": (16686, 31686)}
 
 #: The cache containers' entrypoint script, shipped into the container by the program.
-CACHE_ENTRYPOINT = Path(__file__).with_name("registry-entrypoint.sh")
+CACHE_ENTRYPOINT = Path(__file__).parent / "scripts" / "registry-entrypoint.sh"
 #: Where the script lives inside the container.
 CACHE_ENTRYPOINT_PATH = "/usr/local/bin/localdev-registry-entrypoint"
 #: The registry:3 image's config file, passed to the entrypoint as its argument.
