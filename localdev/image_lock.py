@@ -18,8 +18,8 @@ from pathlib import Path
 
 import yaml
 
-from components.ops.errors import UsageError
-from components.ops.images import ImageRef, parse_reference
+from localdev.errors import UsageError
+from localdev.images import ImageRef, parse_reference
 
 LOCK_FILE = Path(__file__).resolve().parent / "images.lock.yaml"
 DOCS_FILE = Path(__file__).resolve().parent.parent / "docs" / "images.md"

@@ -32,9 +32,9 @@ BUILTIN_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-n
 
 #: Ordering no manifest field expresses: manifest stem → stems it must wait for.
 RUNTIME_ORDER: Mapping[str, tuple[str, ...]] = {
-    # velero's default BackupStorageLocation needs its bucket: minio.yaml's Job creates it,
-    # and Pulumi waits for that Job to complete.
-    "velero": ("minio",),
+    # velero's default BackupStorageLocation names the backup store: seaweedfs.yaml's StatefulSet
+    # serves it (and makes its bucket at start), and Pulumi waits for the StatefulSet to be ready.
+    "velero": ("seaweedfs",),
 }
 
 
@@ -57,9 +57,10 @@ SECRET_CONFIG: Mapping[str, GeneratedValue] = {
     "postgresPassword": GeneratedValue(32),
     "redisPassword": GeneratedValue(32),
     "grafanaAdminPassword": GeneratedValue(24),
-    # MinIO accepts access keys of 3-20 and secret keys of 8-40 characters.
-    "minioRootUser": GeneratedValue(16, upper=False, min_length=3, max_length=20),
-    "minioRootPassword": GeneratedValue(32, min_length=8, max_length=40),
+    # The backup store's S3 identity (docs/backup-store.md). AWS-style lengths: access key ids
+    # of 16-128 characters, secret keys of at least 8 (SeaweedFS itself takes any non-empty pair).
+    "backupStoreAccessKey": GeneratedValue(20, min_length=16, max_length=128),
+    "backupStoreSecretKey": GeneratedValue(40, min_length=8, max_length=128),
 }
 
 
@@ -85,12 +86,16 @@ SECRETS: Mapping[str, SecretSpec] = {
         SecretSpec("data", "postgres-credentials", {"password": "{postgresPassword}"}),
         SecretSpec("data", "redis-credentials", {"password": "{redisPassword}"}),
         SecretSpec("observability", "grafana-admin", {"password": "{grafanaAdminPassword}"}),
-        SecretSpec("velero", "minio-credentials", {"rootUser": "{minioRootUser}", "rootPassword": "{minioRootPassword}"}),
+        SecretSpec(
+            "velero",
+            "backup-store-credentials",
+            {"accessKeyId": "{backupStoreAccessKey}", "secretAccessKey": "{backupStoreSecretKey}"},
+        ),
         # velero's object-store plugin reads an AWS shared-credentials file.
         SecretSpec(
             "velero",
             "cloud-credentials",
-            {"cloud": "[default]\naws_access_key_id={minioRootUser}\naws_secret_access_key={minioRootPassword}\n"},
+            {"cloud": "[default]\naws_access_key_id={backupStoreAccessKey}\naws_secret_access_key={backupStoreSecretKey}\n"},
         ),
     )
 }

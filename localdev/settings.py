@@ -184,11 +184,26 @@ def parse_mirror(entry: str) -> Mirror:
 
 def _check_pinned(key: str, image: str) -> None:
     if not _IMAGE_RE.match(image):
-        raise ConfigError(key, f"{image!r} is not an image reference", "use NAME:TAG, e.g. registry:3.0.0")
+        raise ConfigError(key, f"{image!r} is not an image reference", "use NAME:TAG, e.g. registry:3.1.1")
     name_tag = image.split("@", 1)[0]
     tag = name_tag.rsplit(":", 1)[1] if ":" in name_tag.rsplit("/", 1)[-1] else ""
     if "@" not in image and tag in ("", "latest"):
         raise ConfigError(key, f"{image!r} is not pinned", "name a version tag (or a digest), never latest")
+
+
+def _check_node_image(image: str) -> None:
+    """kind's own node images must be used by digest (kind v0.33.0 release notes): a tag alone may name
+    an image built for another kind release."""
+    name = image.split("@", 1)[0]
+    if ":" in name.rsplit("/", 1)[-1]:
+        name = name.rsplit(":", 1)[0]
+    if name.removeprefix("docker.io/") == "kindest/node" and "@sha256:" not in image:
+        raise ConfigError(
+            "nodeImage",
+            f"{image!r} has no digest; kind v0.33+ requires its node images by digest",
+            "use NAME:TAG@sha256:DIGEST as your kind release's notes list it, "
+            "e.g. kindest/node:v1.37.0@sha256:a1ed56cfb0e7b93589bdf97c8cd566405a265939e3620fc4f5de89adff580ae5",
+        )
 
 
 def parse_settings(
@@ -226,6 +241,7 @@ def parse_settings(
             "use 1-32 lowercase letters, digits and dashes, e.g. localdev",
         )
     _check_pinned("nodeImage", cfg["nodeImage"])
+    _check_node_image(cfg["nodeImage"])
     _check_pinned("registryImage", cfg["registryImage"])
     if cfg["controlPlanes"] not in (1, 3):
         raise ConfigError(

@@ -59,7 +59,7 @@ SECRETS = {
     "dockerHubPassword": "dckr_pat_determinism-canary-7f3a",
     "postgresPassword": "pg-determinism-canary-51c9",
     "grafanaAdminPassword": "grafana-determinism-canary-0b2e",
-    "minioRootPassword": "minio-determinism-canary-93d4",
+    "backupStoreSecretKey": "backup-store-determinism-canary-93d4",
 }
 
 # --------------------------------------------------------------------------- the runner
@@ -127,7 +127,7 @@ def canonical(value):
 
 def render_all(values):
     import localdev
-    from localdev import render
+    from localdev import image_lock, render
     from localdev.settings import parse_settings
 
     settings = parse_settings(values)
@@ -143,6 +143,7 @@ def render_all(values):
         "server": [("upstream", first.remote_url), ("no-upstream", None)],
         "host_url": [("cache", "http://cache:5000")],
         "capabilities": [("push", ("pull", "resolve", "push"))],
+        "lock": [("", image_lock.load_lock())],
     }
     results, missing = {}, []
     for info in sorted(pkgutil.iter_modules(localdev.__path__), key=lambda m: m.name):

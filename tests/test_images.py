@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from components.config import load_schema
-from components.ops.images import images_from_manifests
 from localdev import image_lock
 from localdev.image_lock import LockEntry, load_lock, lock_problems, render_table, table_in
+from localdev.manifests import images_from_manifests
+from localdev.settings import ConfigError, load_schema, parse_settings
 from tests import manifest_checks as mc
 
 LOCK = load_lock()
@@ -127,3 +127,16 @@ def test_docs_rewrite_replaces_only_the_table(tmp_path: Path) -> None:
     docs.write_text("no marks\n")
     with pytest.raises(ValueError, match="no generated table marks"):
         image_lock.rewrite_docs(docs)
+
+
+def test_node_image_setting_takes_tag_and_digest_and_says_what_is_expected_without_one() -> None:
+    assert parse_settings({}).node_image == NODE.reference.removeprefix("docker.io/")
+    pinned = "kindest/node:v1.36.4@sha256:099e049362a1526b2db71494e1947aae99bd16290d7c895f2b7ea312e3cbfaed"
+    assert parse_settings({"nodeImage": pinned}).node_image == pinned
+    assert parse_settings({"nodeImage": f"docker.io/{pinned}"}).node_image == f"docker.io/{pinned}"
+    # A node image built locally (kind build node-image) has no registry digest to give.
+    assert parse_settings({"nodeImage": "localhost:5001/my-node:v1.37.0-dev"}).node_image == "localhost:5001/my-node:v1.37.0-dev"
+    for bare in ("kindest/node:v1.37.0", "docker.io/kindest/node:v1.37.0"):
+        with pytest.raises(ConfigError, match="NAME:TAG@sha256:DIGEST") as err:
+            parse_settings({"nodeImage": bare})
+        assert err.value.key == "nodeImage" and "\n" not in str(err.value)

