@@ -9,6 +9,8 @@ live under ``library/``; no tag means ``latest``. So ``redis:7`` is
 
 from __future__ import annotations
 
+import hashlib
+import platform
 import re
 from dataclasses import dataclass
 
@@ -92,3 +94,26 @@ def parse_reference(text: str) -> ImageRef:
     if tag is None and digest is None:
         tag = "latest"
     return ImageRef(registry=registry, repository=path, tag=tag, digest=digest)
+
+
+def sha256_digest(data: bytes) -> str:
+    """``sha256:<hex>`` of ``data``: the digest registries name content by."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+#: ``platform.machine()`` → OCI architecture.
+_ARCHITECTURES = {
+    "x86_64": "amd64",
+    "amd64": "amd64",
+    "aarch64": "arm64",
+    "arm64": "arm64",
+    "armv7l": "arm/v7",
+    "ppc64le": "ppc64le",
+    "s390x": "s390x",
+}
+
+
+def host_architecture() -> str:
+    """The OCI architecture of this machine (``amd64``, ``arm64``…): what kind's nodes run here."""
+    machine = platform.machine().lower()
+    return _ARCHITECTURES.get(machine, machine)

@@ -134,7 +134,7 @@ def test_warm_with_storage_access_asks_the_cache_nothing_for_held_blobs(stack: S
     assert again.returncode == 0
     assert "already cached 5 blobs" in again.stdout
     assert stack.expvar()["blobs"]["Requests"] == before  # no blob request at all: the counters stay honest
-    assert stack.relay.blob_gets() == 10  # 5 blobs, each fetched twice upstream by 2.8.2 (FIELD-NOTES)
+    assert stack.relay.blob_gets() == 10  # 5 blobs, each fetched twice upstream by 2.8.2 (docs/cli.md)
 
 
 def test_warm_reads_images_from_kubernetes_manifests(stack: Stack, tmp_path: Path) -> None:

@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tarfile
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -42,7 +41,7 @@ from localdev.ops.storage import LocalStorage, held_blobs
 from localdev.render import CERTS_DIR, render_cache_env, render_node_hosts, render_registry_hosting
 from localdev.settings import Settings, parse_settings
 from tests.harness import make_image, pull_manifest_and_blobs, push_image
-from tests.harness.net import free_port
+from tests.harness.net import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -271,13 +270,6 @@ def failures(text: str) -> list[tuple[str, str | None]]:
     return out
 
 
-def wait_until(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
 # ------------------------------------------------------------------------ tests
 def test_healthy_stack_passes_every_check(healthy: tuple[Settings, FakeDockerEngine, FakeKubectl]) -> None:
     settings, _, kubectl = healthy
@@ -419,7 +411,9 @@ def test_stats_reads_the_cache_volume_through_docker(make_registry: Any, relay_f
     env = {**render_cache_env(settings, mirror), "REGISTRY_PROXY_REMOTEURL": relay.url}
     cache = make_registry("cache", env=env, port=port, debug_port=mirror.metrics_port)
     pull_manifest_and_blobs(cache.url, "library/alpha", "1")
-    wait_until(lambda: len(held_blobs(LocalStorage(cache.storage), "library/alpha")) == 3)  # 2.8 commits after serving
+    wait_until(
+        lambda: len(held_blobs(LocalStorage(cache.storage), "library/alpha")) == 3, 10, "the cache committing 3 blobs"
+    )  # 2.8 commits after serving
     engine.add(settings.cache_name(mirror), dirs={"/var/lib/registry": cache.storage})
     targets, notes = stack_targets(settings, docker.from_env)
     assert notes == []

@@ -46,13 +46,10 @@ if str(ROOT) not in sys.path:
 
 from localdev.render import render_env_file  # noqa: E402
 from localdev.settings import stack_values  # noqa: E402  (needs ROOT on sys.path)
+from tests.program import is_secret  # noqa: E402
 
 #: libfaketime's wrapper; without it the runner fakes Python's clock functions itself.
 FAKETIME = shutil.which("faketime")
-
-#: Pulumi marks a secret value as ``{SIG_KEY: SECRET_SIG, "value": ...}`` (pulumi.runtime.rpc).
-SIG_KEY = "4dabf18193072939515e22adb298388d"
-SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 
 #: Secret config values the program is given; none may reach a resource input unwrapped.
 SECRETS = {
@@ -445,7 +442,7 @@ def test_program_inputs_ignore_the_order_of_mirrors(program_runs: dict[str, dict
 def _strip_secrets(value: Any) -> tuple[Any, list[Any]]:
     """(``value`` with every secret-wrapped subtree replaced by a marker, the removed subtrees)."""
     if isinstance(value, dict):
-        if value.get(SIG_KEY) == SECRET_SIG:
+        if is_secret(value):
             return "<secret>", [value]
         kept, removed = {}, []
         for key, item in value.items():
