@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from localdev.images import parse_reference
 from tests import manifest_checks as mc
 
 DOCS = mc.load_docs()
@@ -42,8 +43,8 @@ def test_config_is_a_valid_jaeger_v2_config() -> None:
 
 def test_image_is_jaeger_v2_and_reads_the_mounted_config() -> None:
     spec, container = jaeger_pod()
-    image = mc.parse_image(container["image"])
-    assert image is not None and image.repository == "jaegertracing/jaeger" and str(image.tag).startswith("2.")
+    image = parse_reference(container["image"])
+    assert image.repository == "jaegertracing/jaeger" and str(image.tag).startswith("2.")
     [flag] = [a for a in container["args"] if a.startswith("--config=")]
     path = flag.split("=", 1)[1]
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
