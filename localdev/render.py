@@ -108,6 +108,8 @@ def render_node_hosts(settings: Settings) -> dict[str, str]:
 
 def _registry_common_env() -> dict[str, str]:
     return {
+        # Every request at debug level fills the container log; info keeps requests and errors.
+        "REGISTRY_LOG_LEVEL": "info",
         "REGISTRY_HTTP_DEBUG_ADDR": f"0.0.0.0:{REGISTRY_DEBUG_PORT}",
         "REGISTRY_HTTP_DEBUG_PROMETHEUS_ENABLED": "true",
         "REGISTRY_HTTP_DEBUG_PROMETHEUS_PATH": "/metrics",
@@ -155,11 +157,17 @@ def render_env_file(env: Mapping[str, str]) -> str:
 
 
 def render_registry_hosting(settings: Settings) -> str:
-    """``localRegistryHosting.v1`` of the ``local-registry-hosting`` ConfigMap (KEP-1755)."""
+    """``localRegistryHosting.v1`` of the ``local-registry-hosting`` ConfigMap (KEP-1755).
+
+    ``hostFromContainerRuntime`` is the name Tilt and Skaffold write into pod specs, so it must be
+    one the nodes' containerd has a ``certs.d/<name>/hosts.toml`` for: ``localhost:PORT``
+    (:func:`render_node_hosts`). Any other name is pulled over HTTPS and fails against the plain
+    HTTP push registry.
+    """
     return dump_yaml(
         {
             "host": settings.push_host,
-            "hostFromContainerRuntime": f"{settings.push_name}:{REGISTRY_API_PORT}",
+            "hostFromContainerRuntime": settings.push_host,
             "hostFromClusterNetwork": f"{settings.push_name}:{REGISTRY_API_PORT}",
             "help": "https://kind.sigs.k8s.io/docs/user/local-registry/",
         }
