@@ -19,6 +19,7 @@ from components.registry_hosting import LocalRegistryHosting, LocalRegistryHosti
 from components.wiring import NetworkAttachment, NetworkAttachmentArgs, NodeMirrors, NodeMirrorsArgs
 from components.workloads import Workloads, WorkloadsArgs
 from localdev.preflight import missing_prerequisites
+from localdev.render import render_workload_config_maps
 from localdev.settings import ConfigError, Settings, parse_settings, project_name
 
 PROJECT = project_name()
@@ -78,6 +79,7 @@ workloads = Workloads(
         manifests_dir=Path(__file__).resolve().parent / "k8s",
         depends_on=[node_mirrors.command, network.command],
         secrets={key: config.get_secret(key) for key in WORKLOAD_CREDENTIALS},
+        config_maps=render_workload_config_maps(settings),
     ),
 )
 

@@ -101,6 +101,11 @@ SECRETS: Mapping[str, SecretSpec] = {
 }
 
 
+#: ConfigMaps the manifests mount that the program renders from the stack's settings
+#: (``localdev.render.render_workload_config_maps``) instead of defining them in ``k8s/``, keyed ``namespace/name``.
+GENERATED_CONFIG_MAPS = frozenset({"observability/prometheus-config"})
+
+
 @dataclass(frozen=True)
 class ManifestFile:
     """What one file under ``k8s/`` defines and needs, as far as ordering goes."""
@@ -117,6 +122,10 @@ class ManifestFile:
     """(group, kind) of every object in the file."""
     secret_refs: frozenset[tuple[str, str, str | None]]
     """(namespace, Secret name, key or None for the whole Secret) the file's pods read."""
+    config_map_refs: frozenset[tuple[str, str]] = field(default=frozenset())
+    """(namespace, ConfigMap name) the file's pods mount or read."""
+    config_maps: frozenset[tuple[str, str]] = field(default=frozenset())
+    """(namespace, ConfigMap name) the file defines."""
     depends_on: tuple[str, ...] = field(default=())
     """Stems of the files it waits for, filled in by :func:`plan_manifests`."""
 
@@ -142,6 +151,19 @@ def _secret_refs(node: Any, namespace: str) -> Iterator[tuple[str, str, str | No
             yield from _secret_refs(item, namespace)
 
 
+def _config_map_refs(node: Any, namespace: str) -> Iterator[tuple[str, str]]:
+    """Every ConfigMap reference below ``node``: configMap volumes, envFrom configMapRef, configMapKeyRef."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("configMap", "configMapRef", "configMapKeyRef") and isinstance(value, dict) and "name" in value:
+                yield namespace, str(value["name"])
+            else:
+                yield from _config_map_refs(value, namespace)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _config_map_refs(item, namespace)
+
+
 def _read_manifest(path: Path) -> ManifestFile:
     docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
     namespaces: set[str] = set()
@@ -149,6 +171,8 @@ def _read_manifest(path: Path) -> ManifestFile:
     used_ns: set[str] = set()
     kinds: set[tuple[str, str]] = set()
     refs: set[tuple[str, str, str | None]] = set()
+    map_refs: set[tuple[str, str]] = set()
+    maps: set[tuple[str, str]] = set()
     for doc in docs:
         kind, group = str(doc["kind"]), _group(str(doc["apiVersion"]))
         kinds.add((group, kind))
@@ -160,6 +184,9 @@ def _read_manifest(path: Path) -> ManifestFile:
         if namespace:
             used_ns.add(str(namespace))
             refs.update(_secret_refs(doc.get("spec"), str(namespace)))
+            map_refs.update(_config_map_refs(doc.get("spec"), str(namespace)))
+            if kind == "ConfigMap":
+                maps.add((str(namespace), str(doc["metadata"]["name"])))
     return ManifestFile(
         stem=path.stem,
         path=path,
@@ -168,14 +195,20 @@ def _read_manifest(path: Path) -> ManifestFile:
         used_namespaces=frozenset(used_ns),
         used_kinds=frozenset(kinds),
         secret_refs=frozenset(refs),
+        config_map_refs=frozenset(map_refs),
+        config_maps=frozenset(maps),
     )
 
 
-def plan_manifests(manifests_dir: Path, secrets: Mapping[str, SecretSpec] = SECRETS) -> list[ManifestFile]:
+def plan_manifests(
+    manifests_dir: Path,
+    secrets: Mapping[str, SecretSpec] = SECRETS,
+    generated_config_maps: frozenset[str] = GENERATED_CONFIG_MAPS,
+) -> list[ManifestFile]:
     """Read every ``*.yaml`` under ``manifests_dir``; return them in apply order, each with its dependencies.
 
     The order is topological, ties broken by file name, so it is the same on every run.
-    Raises ``ValueError`` for a namespace, CRD or Secret that nothing provides, and for a cycle.
+    Raises ``ValueError`` for a namespace, CRD, Secret or ConfigMap that nothing provides, and for a cycle.
     """
     files = {m.stem: m for m in (_read_manifest(p) for p in sorted(manifests_dir.glob("*.yaml")))}
     if not files:
@@ -183,6 +216,11 @@ def plan_manifests(manifests_dir: Path, secrets: Mapping[str, SecretSpec] = SECR
     ns_owner = {ns: m.stem for m in files.values() for ns in m.namespaces}
     crd_owner = {crd: m.stem for m in files.values() for crd in m.crds}
     provided = {(s.namespace, s.name): set(s.values) for s in secrets.values()}
+    defined_maps = {ref for m in files.values() for ref in m.config_maps}
+    generated_maps = {tuple(key.split("/", 1)) for key in generated_config_maps}
+    clashing = sorted(f"{ns}/{name}" for ns, name in defined_maps & generated_maps)
+    if clashing:
+        raise ValueError(f"ConfigMap(s) {clashing} are rendered by the program; remove them from {manifests_dir}")
     planned: dict[str, ManifestFile] = {}
     for stem, m in files.items():
         deps: set[str] = set(RUNTIME_ORDER.get(stem, ()))
@@ -196,6 +234,11 @@ def plan_manifests(manifests_dir: Path, secrets: Mapping[str, SecretSpec] = SECR
                 raise ValueError(f"{m.path.name}: Secret {ns}/{name} is not one the Workloads component creates")
             if key is not None and key not in provided[(ns, name)]:
                 raise ValueError(f"{m.path.name}: Secret {ns}/{name} has no key {key!r}")
+        missing_maps = sorted(f"{ns}/{name}" for ns, name in m.config_map_refs - defined_maps - generated_maps)
+        if missing_maps:
+            raise ValueError(
+                f"{m.path.name}: ConfigMap {missing_maps[0]} is defined by no file in {manifests_dir} and not rendered"
+            )
         deps.discard(stem)
         unknown = deps - set(files)
         if unknown:

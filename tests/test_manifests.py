@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -32,7 +33,7 @@ from components import workloads as workloads_module
 from components.workloads import Workloads, WorkloadsArgs
 from localdev.images import parse_reference
 from localdev.manifests import SECRET_CONFIG, SECRETS, check_secret_length, plan_manifests
-from localdev.render import UI_PORTS
+from localdev.render import UI_PORTS, render_prometheus_config, render_workload_config_maps
 from localdev.settings import REGISTRY_DEBUG_PORT, parse_settings, stack_values
 from tests import manifest_checks as mc
 from tests.program import ProgramMocks, RecordingMonitor, is_secret
@@ -262,16 +263,29 @@ def test_velero_credentials_file_is_the_mounted_secret() -> None:
 # --- Prometheus ------------------------------------------------------------------------------------------------------
 
 
-def prometheus_config() -> dict[str, Any]:
-    return dict(parsed_config("prometheus-config", "observability", "prometheus.yml"))
+#: The dev stack (what scripts/up brings up), and a stack that shares nothing with it.
+DEV_SETTINGS = parse_settings(stack_values("dev"))
+OTHER_SETTINGS = parse_settings(
+    {
+        "clusterName": "team-b",
+        "pushRegistryPort": 5201,
+        "mirrors": ["docker.io=5200", "registry.k8s.io=5204", "mirror.example.org=5210=https://mirror.example.org"],
+    }
+)
 
 
-def jobs() -> dict[str, dict[str, Any]]:
-    return {job["job_name"]: job for job in prometheus_config()["scrape_configs"]}
+def prometheus_config(settings: Any = DEV_SETTINGS) -> dict[str, Any]:
+    """The prometheus.yml the program renders for a stack (not in k8s/: it names the stack's containers)."""
+    return dict(yaml.safe_load(render_prometheus_config(settings)))
 
 
-def test_prometheus_config_passes_promtool(tmp_path: Path) -> None:
-    config = prometheus_config()
+def jobs(settings: Any = DEV_SETTINGS) -> dict[str, dict[str, Any]]:
+    return {job["job_name"]: job for job in prometheus_config(settings)["scrape_configs"]}
+
+
+@pytest.mark.parametrize("settings", [DEV_SETTINGS, OTHER_SETTINGS], ids=["dev", "other-stack"])
+def test_prometheus_config_passes_promtool(tmp_path: Path, settings: Any) -> None:
+    config = prometheus_config(settings)
     assert not config.get("rule_files"), "rule files would need `promtool check rules` too"
     assert mc.kubernetes_sd_problems(config) == []
     done = promtool_check(mc.promtool_ready(config, tmp_path, with_kubernetes_sd=True), tmp_path)
@@ -322,18 +336,45 @@ def test_prometheus_scrapes_the_platform_services() -> None:
     for job, service in wanted.items():
         [target] = static[job]
         assert mc.resolve_service(mc.split_endpoint(target)[0], "observability") == ("observability", service)
-    in_cluster = {job: targets for job, targets in static.items() if job not in ("registry-caches", "prometheus")}
+    outside = ("registry-caches", "push-registry", "prometheus")
+    in_cluster = {job: targets for job, targets in static.items() if job not in outside}
     assert mc.reference_problems(in_cluster, "observability", SERVICES) == []
     assert mc.reference_problems({"x": ["grafana.observability.svc.cluster.local:3001"]}, "observability", SERVICES)
 
 
-def test_prometheus_scrapes_every_registry_cache_by_container_name() -> None:
-    settings = parse_settings({"mirrors": ["docker.io", "ghcr.io", "quay.io", "registry.k8s.io"]})
+@pytest.mark.parametrize("settings", [DEV_SETTINGS, OTHER_SETTINGS], ids=["dev", "other-stack"])
+def test_prometheus_scrapes_this_stacks_registries_by_container_name(settings: Any) -> None:
     expected = {f"{settings.cache_name(m)}:{REGISTRY_DEBUG_PORT}": m.host for m in settings.mirrors}
-    job = jobs()["registry-caches"]
+    job = jobs(settings)["registry-caches"]
     assert job.get("metrics_path", "/metrics") == "/metrics"
     got = {t: sc["labels"]["upstream"] for sc in job["static_configs"] for t in sc["targets"]}
     assert got == expected
+    [push] = [t for sc in jobs(settings)["push-registry"]["static_configs"] for t in sc["targets"]]
+    assert push == f"{settings.push_name}:{REGISTRY_DEBUG_PORT}"
+    assert prometheus_config(settings)["global"]["external_labels"] == {"cluster": settings.cluster_name}
+
+
+def test_workloads_rendered_for_another_stack_name_only_its_containers() -> None:
+    ours = {DEV_SETTINGS.cache_name(m) for m in DEV_SETTINGS.mirrors} | {DEV_SETTINGS.push_name}
+    theirs = {OTHER_SETTINGS.cache_name(m) for m in OTHER_SETTINGS.mirrors} | {OTHER_SETTINGS.push_name}
+    assert theirs == {
+        "team-b-cache-docker-io",
+        "team-b-cache-registry-k8s-io",
+        "team-b-cache-mirror-example-org",
+        "team-b-registry",
+    }
+    rendered = "\n".join(text for data in render_workload_config_maps(OTHER_SETTINGS).values() for text in data.values())
+    named = set(re.findall(r"\b([a-z0-9-]+):" + str(REGISTRY_DEBUG_PORT) + r"\b", rendered))
+    assert named == theirs
+    assert not any(name in rendered for name in ours), "another stack's config names this stack's containers"
+    assert "localdev" not in rendered
+    # Nothing in k8s/ names a registry container, a cache port or a mirror: the program renders what does.
+    for path in sorted(mc.K8S_DIR.glob("*.yaml")):
+        text = path.read_text()
+        for name in ours:
+            assert name not in text, f"{path.name} names the container {name}; render it from the settings"
+        for mirror in DEV_SETTINGS.mirrors:
+            assert f":{mirror.port}" not in text and f":{mirror.metrics_port}" not in text, (path.name, mirror.host)
 
 
 def test_prometheus_exports_the_otel_collector_metrics() -> None:
@@ -583,6 +624,7 @@ def _run_component() -> list[dict[str, Any]]:
                 manifests_dir=mc.K8S_DIR,
                 depends_on=[wiring],
                 secrets={"postgresPassword": GIVEN_POSTGRES_PASSWORD, "grafanaAdminPassword": None, "backupStoreSecretKey": ""},
+                config_maps=render_workload_config_maps(OTHER_SETTINGS),
             ),
         )
         return pulumi.Output.all(component.urls, *(cf.urn for cf in component.config_files.values()))
@@ -690,8 +732,32 @@ def test_component_children_are_named_after_it(recorded: list[dict[str, Any]]) -
     assert {r["type"] for r in children} == {
         "kubernetes:yaml/v2:ConfigFile",
         "kubernetes:core/v1:Secret",
+        "kubernetes:core/v1:ConfigMap",
         "random:index/randomPassword:RandomPassword",
     }
+
+
+def test_component_creates_the_rendered_config_maps_between_namespace_and_reader(recorded: list[dict[str, Any]]) -> None:
+    [config_map] = [r for r in recorded if r["type"] == "kubernetes:core/v1:ConfigMap"]
+    assert config_map["name"] == "workloads-observability-prometheus-config"
+    assert config_map["object"]["metadata"]["namespace"] == "observability"
+    assert config_map["object"]["metadata"]["name"] == "prometheus-config"
+    assert config_map["object"]["data"] == {"prometheus.yml": render_prometheus_config(OTHER_SETTINGS)}
+    urns = {r["name"]: r["urn"] for r in recorded}
+    deps = {r["name"]: set(r["dependencies"]) for r in recorded}
+    assert urns["workloads-00-namespaces"] in deps[config_map["name"]]
+    assert urns["test-wiring"] in deps[config_map["name"]]
+    assert config_map["urn"] in deps["workloads-prometheus"]
+    assert config_map["parent"] == urns["workloads"]
+
+
+def test_component_refuses_missing_or_unknown_rendered_config_maps() -> None:
+    args: dict[str, Any] = {"provider": None, "manifests_dir": mc.K8S_DIR, "depends_on": [], "secrets": {}}
+    with pytest.raises(ValueError, match="observability/prometheus-config"):
+        Workloads("w", WorkloadsArgs(**args))
+    maps = {**render_workload_config_maps(DEV_SETTINGS), "observability/extra": {"a": "b"}}
+    with pytest.raises(ValueError, match="unknown rendered ConfigMap"):
+        Workloads("w", WorkloadsArgs(**args, config_maps=maps))
 
 
 def test_component_rejects_unknown_secrets_and_bad_lengths(tmp_path: Path) -> None:
@@ -718,3 +784,13 @@ def test_plan_rejects_what_nothing_provides(tmp_path: Path) -> None:
         plan_manifests(tmp_path)
     (tmp_path / "app.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: a}\n")
     assert [(p.stem, p.depends_on) for p in plan_manifests(tmp_path)] == [("ns", ()), ("app", ("ns",))]
+    (tmp_path / "pod.yaml").write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: a}\n"
+        "spec:\n  containers: [{name: c, image: docker.io/library/busybox:1.37}]\n"
+        "  volumes: [{name: v, configMap: {name: missing}}]\n"
+    )
+    with pytest.raises(ValueError, match="ConfigMap a/missing is defined by no file"):
+        plan_manifests(tmp_path)
+    assert plan_manifests(tmp_path, generated_config_maps=frozenset({"a/missing"}))
+    with pytest.raises(ValueError, match=r"\['a/c'\] are rendered by the program"):
+        plan_manifests(tmp_path, generated_config_maps=frozenset({"a/missing", "a/c"}))
