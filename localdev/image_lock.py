@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from localdev.errors import UsageError
-from localdev.images import ImageRef, parse_reference
+from localdev.images import DIGEST_REQUIRED, ImageRef, parse_reference
 
 LOCK_FILE = Path(__file__).resolve().parent / "images.lock.yaml"
 DOCS_FILE = Path(__file__).resolve().parent.parent / "docs" / "images.md"
@@ -29,11 +29,9 @@ TABLE_BEGIN = "<!-- images table: generated from localdev/images.lock.yaml by `p
 TABLE_END = "<!-- end of images table -->"
 #: Images the stack must never run again, with the reason (matched against the repository path).
 BANNED = (
-    (re.compile(r"(^|/)minio(/|$)|^minio/"), "MinIO's images are no longer published for anonymous pulls (docs/backup-store.md)"),
+    (re.compile(r"(^|/)minio(/|$)"), "MinIO's images are no longer published for anonymous pulls (docs/backup-store.md)"),
     (re.compile(r"(^|/)all-in-one$"), "Jaeger v1's all-in-one image is no longer released; use jaegertracing/jaeger (v2)"),
 )
-#: Repositories whose images must be pinned by digest (kind's release notes require it for node images).
-DIGEST_REQUIRED = frozenset({"kindest/node"})
 
 
 @dataclass(frozen=True)
@@ -135,7 +133,7 @@ def lock_problems(used: Iterable[tuple[str, str]], lock: Sequence[LockEntry]) ->
         for pattern, reason in BANNED:
             if pattern.search(ref.repository):
                 problems.append(f"{where}: {text!r}: {reason}")
-        if ref.repository in DIGEST_REQUIRED and ref.digest is None:
+        if (ref.registry, ref.repository) in DIGEST_REQUIRED and ref.digest is None:
             problems.append(f"{where}: {text!r} has no digest; use NAME:TAG@sha256:<digest> as kind's release notes list it")
         name = f"{ref.registry}/{ref.repository}"
         entry = by_name.get(name)

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from localdev.errors import UsageError
-from localdev.images import parse_reference
+from localdev.images import DIGEST_REQUIRED, parse_reference
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -197,7 +197,7 @@ def _check_node_image(image: str) -> None:
     """kind's own node images must be used by digest (kind v0.33.0 release notes): a tag alone may name
     an image built for another kind release."""
     ref = parse_reference(image)
-    if (ref.registry, ref.repository) == ("docker.io", "kindest/node") and ref.digest is None:
+    if (ref.registry, ref.repository) in DIGEST_REQUIRED and ref.digest is None:
         raise ConfigError(
             "nodeImage",
             f"{image!r} has no digest; kind v0.33+ requires its node images by digest",
