@@ -20,6 +20,7 @@ from components.wiring import NetworkAttachment, NetworkAttachmentArgs, NodeMirr
 from components.workloads import Workloads, WorkloadsArgs
 from localdev.manifests import SECRET_CONFIG
 from localdev.preflight import missing_prerequisites
+from localdev.render import render_workload_config_maps
 from localdev.settings import ConfigError, Settings, parse_settings, read_stack
 
 
@@ -71,6 +72,7 @@ workloads = Workloads(
         depends_on=[node_mirrors.command, network.command],
         secrets={key: config.get_secret(key) for key in SECRET_CONFIG},
         ui_ports=settings.ui_ports,
+        config_maps=render_workload_config_maps(settings),
     ),
 )
 

@@ -27,6 +27,7 @@ from localdev.render import (
     render_node_hosts,
     render_node_wiring_command,
     render_push_env,
+    render_workload_config_maps,
 )
 from localdev.settings import (
     ConfigError,
@@ -63,6 +64,8 @@ def render_files(settings: Settings) -> dict[str, str]:
         files[f"registries/{settings.cache_name(mirror)}.env"] = render_env_file(env)
         files[f"registries/{settings.cache_name(mirror)}.entrypoint"] = render_cache_entrypoint()
     files[f"registries/{settings.push_name}.env"] = render_env_file(render_push_env(settings))
+    for key, data in render_workload_config_maps(settings).items():
+        files.update({f"workloads/{key}/{name}": text for name, text in data.items()})
     return dict(sorted(files.items()))
 
 

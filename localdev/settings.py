@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from localdev.errors import UsageError
-from localdev.images import parse_reference
+from localdev.images import DIGEST_REQUIRED, parse_reference
 from localdev.manifests import SECRET_CONFIG, GeneratedValue
 
 #: The checkout this package was installed from (``pip install -e .``).
@@ -433,7 +433,7 @@ def _check_pinned(key: str, image: str, default: str) -> None:
 
 
 def check_secret_length(key: str, spec: GeneratedValue, value: str) -> None:
-    """A workload credential must fit what its service accepts (MinIO: user 3-20, password 8-40)."""
+    """A workload credential must fit what its service accepts (SECRET_CONFIG: min_length-max_length)."""
     if not spec.min_length <= len(value) <= spec.max_length:
         raise ConfigError(
             key,
@@ -498,6 +498,19 @@ def _namespace_of(raw_key: str, value: Any, project: str, schema: Mapping[str, A
     return None
 
 
+def _check_node_image(image: str, default: str) -> None:
+    """kind's own node images must be used by digest (kind v0.33.0 release notes): a tag alone may name
+    an image built for another kind release."""
+    ref = parse_reference(image)
+    if (ref.registry, ref.repository) in DIGEST_REQUIRED and ref.digest is None:
+        raise ConfigError(
+            "nodeImage",
+            f"{image!r} has no digest; kind v0.33+ requires its node images by digest"
+            " (NAME:TAG@sha256:DIGEST, as your kind release's notes list it)",
+            f"pulumi config set nodeImage {shlex.quote(default)}",
+        )
+
+
 def parse_settings(
     values: Mapping[str, Any],
     secret_keys: Collection[str] = (),
@@ -551,6 +564,7 @@ def parse_settings(
             f"pulumi config set clusterName {default_of('clusterName')}",
         )
     _check_pinned("nodeImage", cfg["nodeImage"], default_of("nodeImage"))
+    _check_node_image(cfg["nodeImage"], default_of("nodeImage"))
     _check_pinned("registryImage", cfg["registryImage"], default_of("registryImage"))
     if cfg["controlPlanes"] not in (1, 3):
         raise ConfigError(

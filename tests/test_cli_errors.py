@@ -20,10 +20,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from localdev.manifests import SECRET_CONFIG
 from localdev.settings import ConfigError, parse_settings
 from tests.tools import tool
 
 ROOT = Path(__file__).resolve().parent.parent
+
+#: A workload credential that is not a secret (a user name or access key) and has a length rule.
+PLAIN_KEY, PLAIN_SPEC = next((k, s) for k, s in SECRET_CONFIG.items() if not s.secret and s.min_length > 1)
 
 #: Every command that reads a stack file, with the arguments it needs to get that far.
 STACK_COMMANDS = {
@@ -138,8 +142,8 @@ def test_unknown_key_is_refused_with_a_suggestion(tmp_path: Path) -> None:
     [
         ({"dockerHubUsername": "me", "dockerHubPassword": "hunter2hunter2"}, "dockerHubPassword", ["plain text"]),
         ({"postgresPassword": "hunter2hunter2"}, "postgresPassword", ["plain text"]),
-        ({"minioRootUser": "ab"}, "minioRootUser", ["3-20"]),
-        ({"minioRootPassword": {"secure": "v1:AAAA"}, "minioRootUser": "a" * 21}, "minioRootUser", ["3-20"]),
+        ({PLAIN_KEY: "x" * (PLAIN_SPEC.min_length - 1)}, PLAIN_KEY, [f"{PLAIN_SPEC.min_length}-{PLAIN_SPEC.max_length}"]),
+        ({PLAIN_KEY: "x" * (PLAIN_SPEC.max_length + 1)}, PLAIN_KEY, [f"{PLAIN_SPEC.min_length}-{PLAIN_SPEC.max_length}"]),
     ],
 )
 def test_render_refuses_what_pulumi_up_refuses(tmp_path: Path, config: dict[str, object], key: str, words: list[str]) -> None:
@@ -420,7 +424,7 @@ EVERY_MISTAKE: list[dict[str, object]] = [
     {"dockerHubUsername": "me"},
     {"dockerHubPassword": "secret-but-plain"},
     {"postgresPassword": "plain"},
-    {"minioRootUser": "ab"},
+    {PLAIN_KEY: "x" * (PLAIN_SPEC.min_length - 1)},
     {"workrs": 1},
     {"localdv:workers": 2},
     {"localdv:mirrors": ["docker.io"]},

@@ -68,6 +68,7 @@ def test_dev_stack_file_parses() -> None:
         ({"controlPlanes": 2}, "controlPlanes", "quorum"),
         ({"clusterName": "My_Cluster"}, "clusterName", "not a valid kind cluster name"),
         ({"nodeImage": "kindest/node"}, "nodeImage", "not pinned"),
+        ({"nodeImage": "kindest/node:v1.37.0"}, "nodeImage", "requires its node images by digest"),
         ({"registryImage": "registry:latest"}, "registryImage", "not pinned"),
         ({"proxyTtl": "a week"}, "proxyTtl", "not a Go duration"),
         ({"retainCaches": "yes"}, "retainCaches", "true or false"),

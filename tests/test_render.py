@@ -86,7 +86,13 @@ def test_env_file_masks_the_upstream_password() -> None:
 def test_registry_hosting_names_the_push_registry() -> None:
     data = yaml.safe_load(render_registry_hosting(SETTINGS))
     assert data["host"] == "localhost:5001"
-    assert data["hostFromContainerRuntime"] == "localdev-registry:5000"
+    # What tools write into pod specs must be a name the nodes have a hosts.toml for.
+    assert data["hostFromContainerRuntime"] == "localhost:5001"
+    assert f"{data['hostFromContainerRuntime']}/hosts.toml" in render_node_hosts(SETTINGS)
+    other = parse_settings({"clusterName": "other", "pushRegistryPort": 5101})
+    other_data = yaml.safe_load(render_registry_hosting(other))
+    assert other_data["host"] == other_data["hostFromContainerRuntime"] == "localhost:5101"
+    assert "localhost:5101/hosts.toml" in render_node_hosts(other)
 
 
 def test_render_command_writes_every_file_identically_twice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
