@@ -53,7 +53,7 @@ def test_readme_error_example_is_what_localdev_says(tmp_path: Path) -> None:
 #: A valid value other than the default, per setting.
 OTHER_VALUES: dict[str, Any] = {
     "clusterName": "other",
-    "nodeImage": "kindest/node:v1.36.1",
+    "nodeImage": "kindest/node:v1.36.4@sha256:099e049362a1526b2db71494e1947aae99bd16290d7c895f2b7ea312e3cbfaed",
     "controlPlanes": 3,
     "workers": 2,
     "mirrors": ["docker.io", "ghcr.io"],

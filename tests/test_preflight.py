@@ -79,7 +79,8 @@ def test_the_stack_node_image_sets_the_kind_needed(tmp_path: Path) -> None:
     project = tmp_path / "project"
     project.mkdir()
     (project / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
-    (project / "Pulumi.old.yaml").write_text("config:\n  localdev:nodeImage: kindest/node:v1.36.1\n")
+    old_image = "kindest/node:v1.36.4@sha256:099e049362a1526b2db71494e1947aae99bd16290d7c895f2b7ea312e3cbfaed"
+    (project / "Pulumi.old.yaml").write_text(f"config:\n  localdev:nodeImage: {old_image}\n")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for name in ("docker", "kind", "pulumi"):
