@@ -103,12 +103,20 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_preflight(args: argparse.Namespace) -> int:
-    """Every problem at once, each with its fix; the node image's kind requirement comes from the stack."""
+    """Every problem at once, each with its fix; the node image's kind requirement comes from the stack.
+
+    A stack file that does not exist yet is fine (``scripts/up STACK`` creates it); a broken one is
+    one more problem.
+    """
+    stack_problem = None
     try:
         node_image = _stack_settings(args.stack)[1].node_image
-    except ConfigError:
+    except ConfigError as err:
         node_image = str(load_schema(find_project_dir())["nodeImage"]["default"])
+        stack_problem = None if err.source == "--stack" else str(err)
     good, bad = check_prerequisites(node_image)
+    if stack_problem:
+        bad.append(stack_problem)
     for line in good:
         print(f"✓ {line}")
     for line in bad:

@@ -99,3 +99,24 @@ def test_old_python_is_named() -> None:
     good, bad = check_prerequisites("kindest/node:v1.37.0", which=lambda _: None, python=(3, 10, 4))
     assert any(f"Python 3.10.4 is older than {'.'.join(map(str, MIN_PYTHON))}" in line for line in bad), bad
     assert not any(line.startswith("Python") for line in good)
+
+
+def test_a_broken_stack_file_is_one_more_problem_and_a_missing_one_none(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+    (project / "Pulumi.dev.yaml").write_text("config:\n\tlocaldev:workers: 1\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("docker", "kind", "pulumi"):
+        (bin_dir / name).symlink_to(STAND_INS / name)
+    command = tool("localdev", "install the project into the venv: .venv/bin/pip install -e .")
+    env = {"PATH": str(bin_dir), "HOME": str(tmp_path), "STAND_IN_LOG": str(tmp_path / "log"), "STAND_IN_DOCKER_API": "1.43",
+           "STAND_IN_KIND_VERSION": "0.33.0", "NO_COLOR": "1"}
+    broken = subprocess.run([command, "preflight", "--stack", "dev"], cwd=project, env=env, capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert broken.returncode == 1
+    assert broken.stderr.splitlines() == ["✗ Pulumi.dev.yaml line 2: a tab indents this line. Fix: indent with spaces, not tabs"]
+    new = subprocess.run([command, "preflight", "--stack", "prod"], cwd=project, env=env, capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert new.returncode == 0, new.stderr
