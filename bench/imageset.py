@@ -26,7 +26,7 @@ MB = 1_000_000
 MIN_LAYER = 4096
 
 #: Shared base layers: name -> compressed size in MB (estimates of the public base images' layers).
-BASES: dict[str, float] = {"alpine": 3.6, "busybox": 2.2, "debian": 28.0, "distroless": 2.0, "ubi-micro": 8.0}
+BASES: dict[str, float] = {"alpine": 3.6, "busybox": 2.2, "debian": 28.0, "distroless": 2.0}
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,7 @@ SHAPES: dict[str, Shape] = {
     "docker.io/otel/opentelemetry-collector-contrib": Shape(110, "distroless", (0.98, 0.02)),
     "docker.io/velero/velero": Shape(90, "distroless", (0.74, 0.21, 0.05)),
     "docker.io/velero/velero-plugin-for-aws": Shape(30, "busybox", (0.95, 0.05)),
-    "quay.io/minio/minio": Shape(60, "ubi-micro", (0.90, 0.08, 0.02)),
-    "quay.io/minio/mc": Shape(30, "ubi-micro", (0.95, 0.05)),
+    "docker.io/chrislusf/seaweedfs": Shape(60, "alpine", (0.92, 0.06, 0.02)),
 }
 DEFAULT_SHAPE = Shape(100, "debian", (0.72, 0.22, 0.06))
 
