@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -29,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 STANDINS = HERE / "standins"
 HASH_LABEL = "localdev.e2e.inputs"
 #: Bump when the recipe below changes in a way the hashed inputs do not show.
-RECIPE = "3"
+RECIPE = "4"
 
 #: Packages a kind node needs from its base image (kind's images/base/Dockerfile installs these
 #: and a few more for storage drivers we do not use).
@@ -198,6 +199,52 @@ def _kind_base_files(tarball: Path, into: Path) -> None:
             target.chmod(0o755 if executable else 0o644)
 
 
+_GO_CONST = re.compile(r'^\s*(?:const\s+)?(\w+)\s*=\s*"([^"]*)"', re.M)
+
+
+def _go_manifest(source: str, name: str) -> str:
+    """The value of Go constant ``name``: backquoted parts joined by ``+`` with string constants."""
+    constants = dict(_GO_CONST.findall(source))
+    rest = source.split(f"const {name} = ", 1)[1]
+    parts: list[str] = []
+    while True:
+        rest = rest.lstrip()
+        if rest.startswith("`"):
+            end = rest.index("`", 1)
+            parts.append(rest[1:end])
+            rest = rest[end + 1 :]
+        else:
+            ident = re.match(r"\w+", rest)
+            assert ident, f"cannot read the Go constant {name}"
+            parts.append(constants[ident.group(0)])
+            rest = rest[ident.end() :]
+        rest = rest.lstrip(" \t")
+        if not rest.startswith("+"):
+            return "".join(parts)
+        rest = rest[1:]
+
+
+def _kind_manifests(tarball: Path, into: Path) -> None:
+    """The CNI and storage manifests ``kind build node-image`` writes into /kind/manifests/."""
+    wanted = {
+        "const_cni.go": ("defaultCNIManifest", "default-cni.yaml"),
+        "const_storage.go": ("defaultStorageManifest", "default-storage.yaml"),
+    }
+    target = into / "kind/manifests"
+    target.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(tarball) as archive:
+        for member in archive.getmembers():
+            path = Path(member.name)
+            if path.parent.parts[1:] == ("pkg", "build", "nodeimage") and path.name in wanted:
+                source = archive.extractfile(member)
+                assert source is not None
+                constant, filename = wanted[path.name]
+                (target / filename).write_text(_go_manifest(source.read().decode(), constant))
+    missing = [f for _, f in wanted.values() if not (target / f).exists()]
+    if missing:
+        raise RuntimeError(f"{tarball.name} has no {', '.join(missing)} source")
+
+
 def _chroot(root: Path, *args: str) -> str:
     return subprocess.run(["chroot", str(root), *args], capture_output=True, text=True, check=True).stdout
 
@@ -233,6 +280,7 @@ def ensure_node_image(tag: str) -> str:
         link.unlink(missing_ok=True)
         link.symlink_to(f"/usr/bin/{name}")
     _kind_base_files(kind_src, root)
+    _kind_manifests(kind_src, root)
     for name, dest in (("kubeadm", "usr/bin/kubeadm"), ("kubectl", "usr/bin/kubectl"), ("cgroup-rw", "usr/local/bin/cgroup-rw")):
         shutil.copy2(STANDINS / name, root / dest)
         (root / dest).chmod(0o755)
