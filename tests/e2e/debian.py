@@ -61,9 +61,7 @@ class PrivateApt:
         ]  # fmt: skip
 
     def _apt(self, *args: str, cwd: Path | None = None) -> str:
-        result = subprocess.run(
-            ["apt-get", "-q", *self._options(), *args], cwd=cwd, capture_output=True, text=True, check=False
-        )
+        result = subprocess.run(["apt-get", "-q", *self._options(), *args], cwd=cwd, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise RuntimeError(f"apt-get {' '.join(args)} failed: {result.stderr.strip()[-2000:]}")
         return result.stdout

@@ -87,8 +87,8 @@ class Environment:
             "KUBECONFIG": str(self.run_dir / "kubeconfig"),
         }
 
-    def kind(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["kind", *args], env=self.tools(), capture_output=True, text=True, check=check)
+    def kind(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["kind", *args], env=self.tools(), capture_output=True, text=True, check=check, input=input)
 
     # -------------------------------------------------------------- upstream
     def gateway(self) -> str:
@@ -101,8 +101,12 @@ class Environment:
         """How the caches reach the test's upstream: the bridge gateway, where it is published too."""
         return f"http://{self.gateway()}:{UPSTREAM_GATEWAY_PORT}"
 
-    def start_upstream(self, registry_image: str) -> str:
-        """The test's own upstream registry (a plain registry), running; returns its 127.0.0.1 address."""
+    def start_upstream(self, registry_image: str, *, restart: bool = True) -> str:
+        """The test's own upstream registry (a plain registry); returns its 127.0.0.1 address.
+
+        Created when missing; a stopped one is started again only with ``restart`` (a test that
+        stopped it to be offline keeps it stopped through ``up``).
+        """
         state = inspect("container", UPSTREAM)
         if state is not None and state["State"]["Status"] == "created":
             docker("rm", "-f", UPSTREAM)
@@ -114,7 +118,7 @@ class Environment:
                 "--mount", f"type=volume,src={UPSTREAM}-data,dst=/var/lib/registry",
                 "-e", "REGISTRY_STORAGE_DELETE_ENABLED=true", registry_image,
             )  # fmt: skip
-        elif not state["State"]["Running"]:
+        elif restart and not state["State"]["Running"]:
             docker("start", UPSTREAM)
         return f"127.0.0.1:{UPSTREAM_PORT}"
 
@@ -126,7 +130,7 @@ class Environment:
         logs = docker("logs", UPSTREAM).stderr + docker("logs", UPSTREAM).stdout
         counts: dict[str, int] = {}
         for line in logs.splitlines():
-            if 'http.request.method=GET' in line and "/blobs/sha256:" in line and "response.status=200" in line:
+            if "http.request.method=GET" in line and "/blobs/sha256:" in line and "response.status=200" in line:
                 digest = "sha256:" + line.split("/blobs/sha256:", 1)[1][:64]
                 counts[digest] = counts.get(digest, 0) + 1
         return counts
@@ -141,7 +145,7 @@ class Environment:
         settings = stack.settings()
         images.ensure_registry_image(settings.registry_image)
         images.ensure_node_image(settings.node_image)
-        self.start_upstream(settings.registry_image)
+        self.start_upstream(settings.registry_image, restart=False)
         check_guard()
         return load_plan(stack.config())
 

@@ -19,6 +19,7 @@ to the one registered first, so the program's registration order never hides a m
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -264,10 +265,8 @@ class Providers:
     def delete_volume(self, record: Mapping[str, Any]) -> None:
         import docker
 
-        try:
+        with contextlib.suppress(docker.errors.NotFound):
             self.client.volumes.get(record["id"]).remove()
-        except docker.errors.NotFound:
-            pass
 
     # docker.RemoteImage: pulls `name` when missing. Here nothing may be pulled, so the image must
     # already be in the engine (the harness builds it); `keep_locally`: "If true, then the Docker
@@ -290,10 +289,8 @@ class Providers:
             return
         import docker
 
-        try:
+        with contextlib.suppress(docker.errors.ImageNotFound):
             self.client.images.remove(record["inputs"]["name"])
-        except docker.errors.ImageNotFound:
-            pass
 
     def create_container(self, inputs: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         from docker.types import Mount
@@ -359,7 +356,9 @@ class Providers:
         with tarfile.open(fileobj=buffer, mode="w") as archive:
             info = tarfile.TarInfo(path.lstrip("/"))
             info.size = len(data)
-            info.mode = int(upload["permissions"], 8) if upload.get("permissions") else 0o755 if upload.get("executable") else 0o644
+            info.mode = (
+                int(upload["permissions"], 8) if upload.get("permissions") else 0o755 if upload.get("executable") else 0o644
+            )
             info.mtime = int(time.time())
             archive.addfile(info, io.BytesIO(data))
         if not self.client.api.put_archive(container_id, "/", buffer.getvalue()):
@@ -432,7 +431,9 @@ class Providers:
         return {"stdout": result.stdout.removesuffix("\n"), "stderr": result.stderr.removesuffix("\n")}
 
     def create_command(self, name: str, inputs: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-        outputs = self._run(name, inputs.get("create") or "", inputs, None) if inputs.get("create") else {"stdout": "", "stderr": ""}
+        outputs = (
+            self._run(name, inputs.get("create") or "", inputs, None) if inputs.get("create") else {"stdout": "", "stderr": ""}
+        )
         # The provider gives each created Command a fresh random id (resource.NewUniqueHex("", 8, 0)
         # in pulumi-command's provider): a replaced command has a new id, which is what makes a
         # trigger on `cluster.id` re-run its dependents.
@@ -549,23 +550,32 @@ class Executor:
             del self.state.resources[urn]
         self.state.save()
 
-    def _dependents_in_state(self, urns: set[str]) -> list[str]:
-        """Every resource in state that depends, directly or not, on one of ``urns``."""
-        found: set[str] = set()
-        frontier = set(urns)
+    def _replaced_with(self, urn: str) -> dict[str, dict[str, Any]]:
+        """Resources in state that a replacement of ``urn`` replaces too, directly or not.
+
+        Those whose recorded inputs hold one of its outputs (its id in a trigger, say): the new
+        resource's outputs differ, so they change with it (Pulumi's dependent replacements).
+        """
+        found: dict[str, dict[str, Any]] = {}
+        frontier = [urn]
         while frontier:
-            nxt = {u for u, r in self.state.resources.items() if set(r["deps"]) & frontier and u not in found}
-            found |= nxt
-            frontier = nxt
-        return list(found)
+            current_urn = frontier.pop()
+            current = self.state.resources[current_urn]
+            values = [current["id"], *(v for v in current["outputs"].values() if isinstance(v, str) and len(v) >= 8)]
+            for other, record in self.state.resources.items():
+                if other in found or other == urn or current_urn not in record["deps"]:
+                    continue
+                text = json.dumps(record["inputs"])
+                if any(value and value in text for value in values):
+                    found[other] = record
+                    frontier.append(other)
+        return found
 
     def _delete_in_order(self, records: dict[str, dict[str, Any]], *, replacing: bool = False) -> None:
         """Dependents before what they depend on; otherwise each deleted as early as allowed."""
         remaining = dict(records)
         while remaining:
-            ready = [
-                u for u in remaining if not any(u in r["deps"] for v, r in remaining.items() if v != u)
-            ]
+            ready = [u for u in remaining if not any(u in r["deps"] for v, r in remaining.items() if v != u)]
             if not ready:
                 raise ExecutorError(f"cannot order deletion of {sorted(r['name'] for r in remaining.values())}")
             urn = max(ready, key=lambda u: (len(remaining[u]["deps"]) == 0, -remaining[u]["index"]))
@@ -596,8 +606,7 @@ class Executor:
             if resource.delete_before_replace:
                 # The engine first deletes the dependents this replacement will replace too (their
                 # inputs hold this resource's outputs), then this resource, then creates it anew.
-                dependents = {u: self.state.resources[u] for u in self._dependents_in_state({resource.urn})}
-                self._delete_in_order({**dependents, resource.urn: old}, replacing=True)
+                self._delete_in_order({**self._replaced_with(resource.urn), resource.urn: old}, replacing=True)
                 self._create(resource, inputs)
             else:
                 # Create-before-delete, the default: the old one goes at the end of the update.

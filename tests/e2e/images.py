@@ -259,9 +259,7 @@ def ensure_node_image(tag: str) -> str:
     kind_src = apt.source_tarball(debian.KIND_SOURCE)
     version = tag.rsplit(":", 1)[1] if ":" in tag.rsplit("/", 1)[-1] else "latest"
     standin_bytes = b"".join(p.name.encode() + p.read_bytes() for p in sorted(STANDINS.iterdir()) if p.is_file())
-    inputs = _hash(
-        RECIPE, "node", NODE_SUITE, *NODE_PACKAGES, containerd.name, runc.name, kind_src.name, version, standin_bytes
-    )
+    inputs = _hash(RECIPE, "node", NODE_SUITE, *NODE_PACKAGES, containerd.name, runc.name, kind_src.name, version, standin_bytes)
     if image_inputs_hash(tag) == inputs:
         return inputs
     base = trixie_root()

@@ -4,8 +4,9 @@ The defaults name real upstreams (``https://registry-1.docker.io``, ghcr.io, …
 in every node's hosts.toml ``server``. Here every mirror is ``HOST=PORT=URL`` with URL the test's
 upstream registry container, so nothing a test starts can reach a public name.
 
-Ports are fixed (25000+, below the kernel's ephemeral range, where a test's own connections could hold them), away from the defaults (5000, 5001, …) so a developer's own
-stack and other tests on the machine do not clash with the end-to-end stack.
+Ports are fixed, away from the defaults (5000, 5001, …) so a developer's own stack does not clash
+with the end-to-end stack, and below the kernel's ephemeral range (32768+), where other tests'
+connections on the machine could hold them.
 """
 
 from __future__ import annotations
