@@ -25,24 +25,38 @@ QUICK_SCALE = 0.02
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true",
-                        help=f"smoke run: scale {QUICK_SCALE}, one run per scenario, results in bench/results/quick/ (< 2 min)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke run: scale {QUICK_SCALE}, one run per scenario, results in bench/results/quick/ (< 2 min)",
+    )
     parser.add_argument("--scale", type=float, help=f"multiply every image size (default 1, or {QUICK_SCALE} with --quick)")
     parser.add_argument("--bandwidth-mbit", type=float, default=100.0, help="link to the upstream, Mbit/s (default 100)")
     parser.add_argument("--latency-ms", type=float, default=20.0, help="delay before each upstream response, ms (default 20)")
-    parser.add_argument("--repeats", type=int,
-                        help="runs of the cheap scenarios (local, warm ...), median reported (default 3, 1 with --quick)")
-    parser.add_argument("--snapshotter", choices=("auto", "overlayfs", "native"), default="auto",
-                        help="containerd snapshotter for unpacking (default: overlayfs if the kernel has it, as in kind nodes)")
-    parser.add_argument("--scenarios", default=",".join(SCENARIO_KEYS),
-                        help=f"comma-separated subset of: {', '.join(SCENARIO_KEYS)}")
+    parser.add_argument(
+        "--repeats", type=int, help="runs of the cheap scenarios (local, warm ...), median reported (default 3, 1 with --quick)"
+    )
+    parser.add_argument(
+        "--snapshotter",
+        choices=("auto", "overlayfs", "native"),
+        default="auto",
+        help="containerd snapshotter for unpacking (default: overlayfs if the kernel has it, as in kind nodes)",
+    )
+    parser.add_argument(
+        "--scenarios", default=",".join(SCENARIO_KEYS), help=f"comma-separated subset of: {', '.join(SCENARIO_KEYS)}"
+    )
     parser.add_argument("--out", type=Path, help="results directory (default bench/results, or bench/results/quick with --quick)")
     parser.add_argument("--workdir", type=Path, help="scratch directory (default: a new one under $TMPDIR, deleted afterwards)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (registries' storage, logs)")
-    parser.add_argument("--render", type=Path, metavar="RESULTS_JSON",
-                        help="only rewrite results.md and results.png (into --out, default beside it) from a results.json")
-    parser.add_argument("--strict", action="store_true",
-                        help="exit 1 if a target fails (the default exits 0: this is a measurement)")
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="only rewrite results.md and results.png (into --out, default beside it) from a results.json",
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="exit 1 if a target fails (the default exits 0: this is a measurement)"
+    )
     return parser
 
 
@@ -80,14 +94,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="localdev-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     started, begin, load_before = now_utc(), time.monotonic(), os.getloadavg()
-    print(f"bench: scale {scale:g}, {args.bandwidth_mbit:g} Mbit/s, {args.latency_ms:g} ms, snapshotter {snapshotter}, "
-          f"workdir {workdir}", flush=True)
+    print(
+        f"bench: scale {scale:g}, {args.bandwidth_mbit:g} Mbit/s, {args.latency_ms:g} ms, snapshotter {snapshotter}, "
+        f"workdir {workdir}",
+        flush=True,
+    )
     try:
         image_set = build_image_set(scale, IMAGE_SET)
         print(f"bench: built {len(image_set.images)} images in {time.monotonic() - begin:.1f}s", flush=True)
-        opts = Options(scale=scale, bandwidth_mbit=args.bandwidth_mbit, latency_ms=args.latency_ms, repeats=repeats,
-                       snapshotter=snapshotter, workdir=workdir, scenarios=scenarios, keep=args.keep,
-                       log=lambda line: print(line, flush=True))
+        opts = Options(
+            scale=scale,
+            bandwidth_mbit=args.bandwidth_mbit,
+            latency_ms=args.latency_ms,
+            repeats=repeats,
+            snapshotter=snapshotter,
+            workdir=workdir,
+            scenarios=scenarios,
+            keep=args.keep,
+            log=lambda line: print(line, flush=True),
+        )
         scenario_results = Bench(opts, image_set).run()
     finally:
         if not args.keep and args.workdir is None:

@@ -9,10 +9,10 @@ that uses it, as in real images) plus a few layers of its own, largest first.
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from localdev.images import host_architecture
 from tests.harness.images import SyntheticImage, make_image
 
 MB = 1_000_000
@@ -55,12 +55,6 @@ IMAGE_SET: tuple[ImageSpec, ...] = (
     ImageSpec("velero/velero", "v1.14.1", 125, "debian", (0.74, 0.21, 0.05)),
     ImageSpec("velero/velero-plugin-for-aws", "v1.10.1", 45, "alpine", (0.71, 0.24, 0.05)),
 )
-
-
-def host_architecture() -> str:
-    """The OCI architecture of this machine, so containerd's platform matcher accepts the images."""
-    machine = platform.machine().lower()
-    return {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, machine)
 
 
 def _scaled(megabytes: float, scale: float) -> int:

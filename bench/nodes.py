@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from components.render import CERTS_DIR, render_containerd_patch
+from localdev.render import CERTS_DIR, render_containerd_patch
 from tests.harness.containerd import Containerd
 
 #: Like kubelet's CRI default (``max_concurrent_downloads = 3``); ctr's own default is unlimited.

@@ -78,11 +78,18 @@ def evaluate_targets(scenarios: list[dict[str, Any]]) -> list[dict[str, Any]]:
             add(tid, text, None, limit, None, "not measured")
             return
         ratio = s["wall_s"] / base["wall_s"]
-        add(tid, text, round(ratio, 4), limit, ratio <= limit,
-            f"{key} {s['wall_s']:.2f}s / {base_key} {base['wall_s']:.2f}s = {ratio:{shown}}{unit}")
+        add(
+            tid,
+            text,
+            round(ratio, 4),
+            limit,
+            ratio <= limit,
+            f"{key} {s['wall_s']:.2f}s / {base_key} {base['wall_s']:.2f}s = {ratio:{shown}}{unit}",
+        )
 
-    time_ratio("warm-vs-cold", "warm-cache pull of the set at most 10% of the cold-cache time",
-               "warm", "cold", WARM_VS_COLD_MAX, ".1%")
+    time_ratio(
+        "warm-vs-cold", "warm-cache pull of the set at most 10% of the cold-cache time", "warm", "cold", WARM_VS_COLD_MAX, ".1%"
+    )
 
     for key in WARM_KEYS:
         s = by.get(key)
@@ -93,12 +100,25 @@ def evaluate_targets(scenarios: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         up = s["upstream"]  # the nodes' pulls only (a warm step is reported apart)
         value = up["blob_bytes"] + up["manifest_gets"]
-        add(name, f"{text} ({s['title']})", value, 0, value == 0,
+        add(
+            name,
+            f"{text} ({s['title']})",
+            value,
+            0,
+            value == 0,
             f"blob bytes {up['blob_bytes']}, blob GETs {up['blob_gets']}, manifest GETs {up['manifest_gets']}; "
-            f"manifest HEADs {up['manifest_heads']} (not counted by Docker Hub)")
+            f"manifest HEADs {up['manifest_heads']} (not counted by Docker Hub)",
+        )
 
-    time_ratio("warm-vs-local", "warm-cache pull within 1.3x of the plain-local-registry limit",
-               "warm", "local", WARM_VS_LOCAL_MAX, ".2f", "x")
+    time_ratio(
+        "warm-vs-local",
+        "warm-cache pull within 1.3x of the plain-local-registry limit",
+        "warm",
+        "local",
+        WARM_VS_LOCAL_MAX,
+        ".2f",
+        "x",
+    )
 
     for key in THREE_NODE_KEYS:
         s = by.get(key)
@@ -108,9 +128,15 @@ def evaluate_targets(scenarios: list[dict[str, Any]]) -> list[dict[str, Any]]:
             add(name, f"{text} ({key})", None, THREE_NODE_BYTES_MAX, None, "not measured")
             continue
         ratio = s["upstream_over_image_bytes"]
-        add(name, f"{text} ({s['title']})", ratio, THREE_NODE_BYTES_MAX, ratio <= THREE_NODE_BYTES_MAX,
+        add(
+            name,
+            f"{text} ({s['title']})",
+            ratio,
+            THREE_NODE_BYTES_MAX,
+            ratio <= THREE_NODE_BYTES_MAX,
             f"{s['upstream_total']['bytes'] / 1e6:.1f} MB upstream for {ratio:.2f}x the image bytes"
-            + (" (warm step included)" if s.get("warm_step") else ""))
+            + (" (warm step included)" if s.get("warm_step") else ""),
+        )
     return out
 
 
@@ -156,7 +182,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "Wall time: from the first node's first `ctr images pull` to the last node's last one (10 images, one after "
         "another per node). Upstream figures are what crossed the link, read after the cache finished its background "
-        "fetches; for \"warm first\" they include the warm step. \"/ image bytes\" divides by the distinct content.",
+        'fetches; for "warm first" they include the warm step. "/ image bytes" divides by the distinct content.',
         "",
         "## Targets",
         "",
@@ -208,7 +234,8 @@ def chart(result: dict[str, Any], path: Path) -> None:
     ax2.set_xlabel("bytes from upstream / image bytes  (dashed: 1.5x target)")
     fig.suptitle(
         f"localdev pull benchmark ({meta['mode']}): scale {meta['scale']:g}, {meta['bandwidth_mbit']:g} Mbit/s, "
-        f"{meta['latency_ms']:g} ms\n{meta['machine']['docker_registry']}; {meta['machine']['containerd']}", fontsize=9
+        f"{meta['latency_ms']:g} ms\n{meta['machine']['docker_registry']}; {meta['machine']['containerd']}",
+        fontsize=9,
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110, format="png")

@@ -28,8 +28,8 @@ import httpx
 from bench.imageset import ImageSet
 from bench.nodes import Node, NodePull, PullError, guard_env_proxy, pull_concurrently, start_nodes, stop_nodes
 from bench.warm import blob_files, program_warm_command, run_program_warm, wait_for_links, warm_by_prefetch, warm_by_pull
-from components.config import REGISTRY_API_PORT, Settings, parse_settings
-from components.render import render_cache_env, render_hosts_toml, render_node_hosts
+from localdev.render import render_cache_env, render_hosts_toml, render_node_hosts
+from localdev.settings import REGISTRY_API_PORT, Settings, parse_settings
 from tests.harness.images import push_image
 from tests.harness.registry import RegistryProcess
 from tests.harness.relay import HttpRelay, RelayedRequest
@@ -44,27 +44,49 @@ class Scenario:
 
 
 SCENARIOS: tuple[Scenario, ...] = (
-    Scenario("local", "plain local registry (limit)", 1,
-             "One node pulls the set straight from a plain registry on this machine: no link model, no proxy. "
-             "The physical limit of a pull here."),
-    Scenario("no_cache", "no cache", 1,
-             "One node pulls the set from the upstream through the link (what a node does without localdev)."),
-    Scenario("cold", "cold cache", 1,
-             "One node pulls the set through an empty cache; the cache fetches everything through the link."),
-    Scenario("warm", "warm cache", 1,
-             "A fresh node pulls the set through the cache that already holds it; the upstream is online."),
-    Scenario("warm_offline", "warm cache, upstream down", 1,
-             "As warm cache, with the link refusing every connection (laptop offline)."),
-    Scenario("three_cold", "3 nodes, cold cache", 3,
-             "Three fresh nodes pull the set at the same time through an empty cache."),
-    Scenario("three_warm", "3 nodes, warm cache", 3,
-             "Three fresh nodes pull the set at the same time through the cache the previous scenario filled."),
-    Scenario("three_warm_first_pull", "3 nodes, warm first (warm CLI)", 3,
-             "Through an empty cache: first the program's `python -m components.cli warm` pulls the set through the "
-             "cache (the warm step), then three fresh nodes pull it at the same time."),
-    Scenario("three_warm_first_prefetch", "3 nodes, warm first (prefetch)", 3,
-             "Through an empty cache: first the cache is made to fetch every blob once (requests dropped after the "
-             "headers, the cache's own background store completes; see bench/warm.py), then three fresh nodes pull."),
+    Scenario(
+        "local",
+        "plain local registry (limit)",
+        1,
+        "One node pulls the set straight from a plain registry on this machine: no link model, no proxy. "
+        "The physical limit of a pull here.",
+    ),
+    Scenario(
+        "no_cache",
+        "no cache",
+        1,
+        "One node pulls the set from the upstream through the link (what a node does without localdev).",
+    ),
+    Scenario(
+        "cold", "cold cache", 1, "One node pulls the set through an empty cache; the cache fetches everything through the link."
+    ),
+    Scenario(
+        "warm", "warm cache", 1, "A fresh node pulls the set through the cache that already holds it; the upstream is online."
+    ),
+    Scenario(
+        "warm_offline", "warm cache, upstream down", 1, "As warm cache, with the link refusing every connection (laptop offline)."
+    ),
+    Scenario("three_cold", "3 nodes, cold cache", 3, "Three fresh nodes pull the set at the same time through an empty cache."),
+    Scenario(
+        "three_warm",
+        "3 nodes, warm cache",
+        3,
+        "Three fresh nodes pull the set at the same time through the cache the previous scenario filled.",
+    ),
+    Scenario(
+        "three_warm_first_pull",
+        "3 nodes, warm first (warm CLI)",
+        3,
+        "Through an empty cache: first the program's `localdev warm` pulls the set through the "
+        "cache (the warm step), then three fresh nodes pull it at the same time.",
+    ),
+    Scenario(
+        "three_warm_first_prefetch",
+        "3 nodes, warm first (prefetch)",
+        3,
+        "Through an empty cache: first the cache is made to fetch every blob once (requests dropped after the "
+        "headers, the cache's own background store completes; see bench/warm.py), then three fresh nodes pull.",
+    ),
 )
 SCENARIO_KEYS = tuple(s.key for s in SCENARIOS)
 #: Scenarios that move nothing big over the link; they are repeated and their median reported.
@@ -277,7 +299,7 @@ class Bench:
         if how == "pull":
             command = program_warm_command(cache.url, cache.storage, self.images.refs)
             if command is not None:
-                tool = "python -m components.cli warm --registry CACHE --storage DIR --no-manifests REFS..."
+                tool = "localdev warm --registry CACHE --storage DIR --no-manifests REFS..."
                 summary = run_program_warm(command, self.settle_timeout * 2)
             else:
                 tool = "bench.warm.warm_by_pull (the program has no warm command)"
@@ -288,8 +310,14 @@ class Bench:
         wall = time.monotonic() - begin
         settle_s = self.settle(cache)
         stats = upstream_stats(self.relay.records)
-        return {"how": how, "tool": tool, "output": summary, "wall_s": round(wall, 3), "settle_s": round(settle_s, 3),
-                "upstream": stats}
+        return {
+            "how": how,
+            "tool": tool,
+            "output": summary,
+            "wall_s": round(wall, 3),
+            "settle_s": round(settle_s, 3),
+            "upstream": stats,
+        }
 
     # ------------------------------------------------------------- scenarios
     def run(self) -> list[dict[str, Any]]:
@@ -300,8 +328,9 @@ class Bench:
             finally:
                 self.teardown()
 
-    def _record(self, scenario: Scenario, samples: list[dict[str, Any]], cache: RegistryProcess | None,
-                warm: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _record(
+        self, scenario: Scenario, samples: list[dict[str, Any]], cache: RegistryProcess | None, warm: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         walls = [s["wall_s"] for s in samples]
         upstream = max_stats([s["upstream"] for s in samples])
         total = sum_stats(upstream, warm["upstream"]) if warm else upstream
@@ -403,8 +432,15 @@ class Bench:
                 done = {r["key"] for r in results}
                 for key in sorted(keys & wanted - done, key=SCENARIO_KEYS.index):
                     self.say(f"{by_key[key].title}: ERROR {type(exc).__name__}: {exc}")
-                    results.append({"key": key, "title": by_key[key].title, "description": by_key[key].description,
-                                    "nodes": by_key[key].nodes, "error": f"{type(exc).__name__}: {exc}"})
+                    results.append(
+                        {
+                            "key": key,
+                            "title": by_key[key].title,
+                            "description": by_key[key].description,
+                            "nodes": by_key[key].nodes,
+                            "error": f"{type(exc).__name__}: {exc}",
+                        }
+                    )
                 relay.mode = "pass"
         return sorted(results, key=lambda r: SCENARIO_KEYS.index(r["key"]))
 

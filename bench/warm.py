@@ -1,6 +1,6 @@
 """Warming a pull-through cache before the nodes pull, two ways.
 
-* A full pull through the cache: the program's own ``python -m components.cli
+* A full pull through the cache: the program's own ``localdev
   warm`` (:func:`program_warm_command`), or where that command is absent
   :func:`warm_by_pull`, which pulls every manifest and blob once, verifying
   digests. On distribution 2.8 each missed blob is fetched upstream twice (once
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from components.config import PROJECT_DIR
+from localdev.settings import PROJECT_DIR
 from tests.harness.images import MANIFEST_ACCEPT, SyntheticImage, pull_manifest_and_blobs
 
 
@@ -105,17 +105,28 @@ def warm_by_prefetch(cache_url: str, storage: Path, images: list[SyntheticImage]
 
 def program_warm_command(cache_url: str, storage: Path, refs: Sequence[str]) -> list[str] | None:
     """The program's ``warm`` command for ``refs`` through one cache, or None where the program has none."""
-    if importlib.util.find_spec("components.ops.warm") is None:
+    if importlib.util.find_spec("localdev.ops.warm") is None:
         return None
-    return [sys.executable, "-m", "components.cli", "warm", "--registry", cache_url, "--storage", str(storage),
-            "--no-manifests", *refs]
+    return [
+        sys.executable,
+        "-m",
+        "localdev.cli",
+        "warm",
+        "--registry",
+        cache_url,
+        "--storage",
+        str(storage),
+        "--no-manifests",
+        *refs,
+    ]
 
 
 def run_program_warm(command: list[str], timeout: float) -> str:
     """Run the program's ``warm``; return its summary line. Raise if it fails."""
     try:
-        res = subprocess.run(command, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=timeout,
-                             stdin=subprocess.DEVNULL, check=False)
+        res = subprocess.run(
+            command, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False
+        )
     except subprocess.TimeoutExpired as exc:
         raise RuntimeError(f"`{' '.join(command[1:4])}` took longer than {timeout:.0f}s") from exc
     if res.returncode != 0:

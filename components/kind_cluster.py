@@ -8,8 +8,9 @@ import pulumi
 import pulumi_command as command
 import pulumi_kubernetes as k8s
 
-from components.config import Settings
-from components.render import content_hash, render_kind_config, render_kind_create_script, render_kind_delete_script
+from components.shell import shell_command
+from localdev.render import content_hash, render_kind_cluster_command
+from localdev.settings import Settings
 
 
 @dataclass
@@ -34,15 +35,13 @@ class KindCluster(pulumi.ComponentResource):
     def __init__(self, name: str, args: KindClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("localdev:index:KindCluster", name, None, opts)
         settings = args.settings
-        config = render_kind_config(settings)
-        self.command = command.local.Command(
+        shell = render_kind_cluster_command(settings)
+        self.command = shell_command(
             f"{name}-kind",
-            create=render_kind_create_script(settings),
-            delete=render_kind_delete_script(settings),
-            stdin=config,
+            shell,
             # A change of the rendered config replaces the cluster; the name is
             # fixed, so the old one must go first.
-            triggers=[content_hash(config)],
+            triggers=[content_hash(shell.stdin or "")],
             logging=command.local.Logging.STDERR,
             opts=pulumi.ResourceOptions(
                 parent=self,

@@ -8,14 +8,14 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_docker as docker
 
-from components.config import REGISTRY_API_PORT, REGISTRY_DEBUG_PORT, Mirror, Settings
-from components.render import (
+from localdev.render import (
     CACHE_ENTRYPOINT_PATH,
     REGISTRY_CONFIG_PATH,
     render_cache_entrypoint,
     render_cache_env,
     render_push_env,
 )
+from localdev.settings import REGISTRY_API_PORT, REGISTRY_DEBUG_PORT, Mirror, Settings
 
 #: Where distribution keeps its data inside the registry:3 image.
 DATA_DIR = "/var/lib/registry"
@@ -30,7 +30,7 @@ class RegistryArgs:
     image: pulumi.Input[str]
     """Image the container runs (the pinned distribution image)."""
     env: Mapping[str, str]
-    """Plain environment, rendered by ``components.render``."""
+    """Plain environment, rendered by ``localdev.render``."""
     port: int
     """API port published on 127.0.0.1."""
     metrics_port: int | None = None

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.config import Settings
-from components.render import render_registry_hosting
+from localdev.render import render_registry_hosting
+from localdev.settings import Settings
 
 
 @dataclass

@@ -8,14 +8,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
-from components.config import Settings
-from components.render import (
-    content_hash,
-    render_network_attach_script,
-    render_network_detach_script,
-    render_node_hosts,
-    render_node_wiring_script,
-)
+from components.shell import shell_command
+from localdev.render import content_hash, render_network_attachment_command, render_node_hosts, render_node_wiring_command
+from localdev.settings import Settings
 
 
 @dataclass
@@ -37,12 +32,11 @@ class NetworkAttachment(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: NetworkAttachmentArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("localdev:index:NetworkAttachment", name, None, opts)
-        attach = render_network_attach_script(args.settings)
-        self.command = command.local.Command(
+        shell = render_network_attachment_command(args.settings)
+        self.command = shell_command(
             f"{name}-connect",
-            create=attach,
-            delete=render_network_detach_script(args.settings),
-            triggers=[content_hash(attach), *[r.id for r in args.registries], args.cluster.id],
+            shell,
+            triggers=[content_hash(shell.create, *shell.environment.values()), *[r.id for r in args.registries], args.cluster.id],
             # Replacing must detach (the old delete) before attaching again, not after.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.cluster, *args.registries], delete_before_replace=True),
         )
@@ -67,9 +61,9 @@ class NodeMirrors(pulumi.ComponentResource):
     def __init__(self, name: str, args: NodeMirrorsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("localdev:index:NodeMirrors", name, None, opts)
         files = render_node_hosts(args.settings)
-        self.command = command.local.Command(
+        self.command = shell_command(
             f"{name}-hosts",
-            create=render_node_wiring_script(args.settings),
+            render_node_wiring_command(args.settings),
             triggers=[content_hash(*files, *files.values()), args.cluster.id],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.cluster]),
         )

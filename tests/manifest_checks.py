@@ -20,6 +20,9 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
+from localdev.errors import UsageError
+from localdev.images import parse_reference
+
 ROOT = Path(__file__).resolve().parent.parent
 K8S_DIR = ROOT / "k8s"
 KUBERNETES_VERSION = "1.37.0"
@@ -224,34 +227,12 @@ def containers(spec: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
         yield "container", container
 
 
-@dataclass(frozen=True)
-class ImageRef:
-    registry: str
-    repository: str
-    tag: str | None
-    digest: str | None
-
-
-_IMAGE_RE = re.compile(
-    r"^(?P<name>[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)+)"
-    r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
-)
-
-
-def parse_image(ref: str) -> ImageRef | None:
-    """A fully qualified reference (``registry/repo[:tag][@digest]``); None when not fully qualified."""
-    match = _IMAGE_RE.match(ref)
-    if not match:
-        return None
-    registry, _, repository = match["name"].partition("/")
-    if "." not in registry and ":" not in registry and registry != "localhost":
-        return None  # "grafana/grafana" would silently mean docker.io
-    return ImageRef(registry, repository, match["tag"], match["digest"])
-
-
 def image_problems(ref: str, allowed: tuple[str, ...] = ALLOWED_REGISTRIES) -> list[str]:
-    image = parse_image(ref)
-    if image is None:
+    try:
+        image = parse_reference(ref)
+    except UsageError as err:
+        return [err.line()]
+    if not ref.startswith(f"{image.registry}/"):  # "grafana/grafana" would silently mean docker.io
         return [f"{ref!r} is not a fully qualified image reference (registry/repository:tag)"]
     problems = []
     if image.registry not in allowed:
@@ -424,7 +405,9 @@ def service_ports(docs: list[Doc]) -> dict[tuple[str, str], dict[int, ServicePor
     return index
 
 
-_HOST_PORT_RE = re.compile(r"^(?:(?P<scheme>[a-z][a-z0-9+.-]*)://)?(?P<host>[A-Za-z0-9.-]*|\[[0-9a-fA-F:]*\]):(?P<port>[0-9]{1,5})(?:/.*)?$")
+_HOST_PORT_RE = re.compile(
+    r"^(?:(?P<scheme>[a-z][a-z0-9+.-]*)://)?(?P<host>[A-Za-z0-9.-]*|\[[0-9a-fA-F:]*\]):(?P<port>[0-9]{1,5})(?:/.*)?$"
+)
 
 
 def endpoint_strings(node: Any) -> Iterator[str]:

@@ -2,7 +2,7 @@
 
 ``MockResourceArgs`` carries no dependencies, so a ``MockMonitor`` subclass
 records what the engine would see: inputs with secrets still marked, the
-dependency edges, and resource options (FIELD-NOTES, "Pulumi under mocks").
+dependency edges, and resource options.
 """
 
 from __future__ import annotations
@@ -47,14 +47,20 @@ class Registration:
 
     def secret_paths(self) -> set[str]:
         """Top-level input names whose value contains a secret anywhere inside."""
-        return {key for key, value in self.raw.items() if _contains_secret(value)}
+        return {key for key, value in self.raw.items() if contains_secret(value)}
 
 
-def _contains_secret(value: Any) -> bool:
+def is_secret(value: Any) -> bool:
+    """Whether ``value`` is a secret as the engine receives it (Pulumi's secret wrapper around a value)."""
+    return isinstance(value, dict) and value.get(rpc._special_sig_key) == SECRET_SIG
+
+
+def contains_secret(value: Any) -> bool:
+    """Whether a secret is anywhere inside ``value``."""
     if isinstance(value, dict):
-        return value.get(rpc._special_sig_key) == SECRET_SIG or any(_contains_secret(v) for v in value.values())
+        return is_secret(value) or any(contains_secret(v) for v in value.values())
     if isinstance(value, list):
-        return any(_contains_secret(v) for v in value)
+        return any(contains_secret(v) for v in value)
     return False
 
 

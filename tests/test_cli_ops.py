@@ -26,14 +26,15 @@ import httpx
 import pytest
 import yaml
 
-from components.cli import build_parser, load_stack_settings
-from components.config import parse_settings
-from components.ops.errors import UsageError
-from components.ops.images import ImageRef, images_from_manifests, parse_reference
-from components.ops.metrics import from_prometheus
-from components.ops.output import Progress
-from components.ops.registry_api import OCI_INDEX, OCI_MANIFEST, AuthRequired, RegistryClient, parse_challenge
-from components.render import render_cache_env
+from localdev.cli import build_parser, load_stack_settings
+from localdev.errors import UsageError
+from localdev.images import ImageRef, parse_reference
+from localdev.manifests import images_from_manifests
+from localdev.ops.metrics import from_prometheus
+from localdev.ops.output import Progress
+from localdev.ops.registry_api import OCI_INDEX, OCI_MANIFEST, AuthRequired, RegistryClient, parse_challenge
+from localdev.render import render_cache_env
+from localdev.settings import parse_settings
 from tests.harness import HttpRelay, RegistryProcess, SyntheticImage, make_image, pull_manifest_and_blobs, push_image
 from tests.harness.net import free_port
 
@@ -44,7 +45,7 @@ def cli(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> 
     environ = {k: v for k, v in os.environ.items() if k not in ("LOCALDEV_DEBUG", "LOCALDEV_STACK")}
     environ.update({"NO_COLOR": "1", **(env or {})})
     proc = subprocess.run(
-        [sys.executable, "-m", "components.cli", *args], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "localdev.cli", *args], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=timeout
     )
     assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
     return proc
@@ -133,7 +134,7 @@ def test_warm_with_storage_access_asks_the_cache_nothing_for_held_blobs(stack: S
     assert again.returncode == 0
     assert "already cached 5 blobs" in again.stdout
     assert stack.expvar()["blobs"]["Requests"] == before  # no blob request at all: the counters stay honest
-    assert stack.relay.blob_gets() == 10  # 5 blobs, each fetched twice upstream by 2.8.2 (FIELD-NOTES)
+    assert stack.relay.blob_gets() == 10  # 5 blobs, each fetched twice upstream by 2.8.2 (docs/cli.md)
 
 
 def test_warm_reads_images_from_kubernetes_manifests(stack: Stack, tmp_path: Path) -> None:
@@ -555,4 +556,4 @@ def test_docs_cover_every_command_and_flag() -> None:
             for flag in action.option_strings:
                 if flag.startswith("--") and flag != "--help":
                     assert flag in text, f"docs/cli.md does not mention {name} {flag}"
-    assert "alias localdev='python -m components.cli'" in text
+    assert ".venv/bin/localdev" in text

@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tarfile
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -36,13 +35,13 @@ from urllib.parse import parse_qs, urlsplit
 import docker
 import pytest
 
-from components.config import Settings, parse_settings
-from components.ops.stats import collect, stack_targets
-from components.ops.status import run_status
-from components.ops.storage import LocalStorage, held_blobs
-from components.render import CERTS_DIR, render_cache_env, render_node_hosts, render_registry_hosting
+from localdev.ops.stats import collect, stack_targets
+from localdev.ops.status import run_status
+from localdev.ops.storage import LocalStorage, held_blobs
+from localdev.render import CERTS_DIR, render_cache_env, render_node_hosts, render_registry_hosting
+from localdev.settings import Settings, parse_settings
 from tests.harness import make_image, pull_manifest_and_blobs, push_image
-from tests.harness.net import free_port
+from tests.harness.net import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -271,13 +270,6 @@ def failures(text: str) -> list[tuple[str, str | None]]:
     return out
 
 
-def wait_until(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
 # ------------------------------------------------------------------------ tests
 def test_healthy_stack_passes_every_check(healthy: tuple[Settings, FakeDockerEngine, FakeKubectl]) -> None:
     settings, _, kubectl = healthy
@@ -382,7 +374,7 @@ def test_no_nodes_and_stopped_node(healthy: tuple[Settings, FakeDockerEngine, Fa
 
 
 def test_colour_only_on_a_tty_and_never_with_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
-    from components.ops.output import Style
+    from localdev.ops.output import Style
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:
@@ -398,7 +390,7 @@ def test_colour_only_on_a_tty_and_never_with_no_color(monkeypatch: pytest.Monkey
 def test_cli_status_without_a_docker_daemon_is_one_line(tmp_path: Path) -> None:
     env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-daemon.sock"}
     proc = subprocess.run(
-        [sys.executable, "-m", "components.cli", "status"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "localdev.cli", "status"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
@@ -419,7 +411,9 @@ def test_stats_reads_the_cache_volume_through_docker(make_registry: Any, relay_f
     env = {**render_cache_env(settings, mirror), "REGISTRY_PROXY_REMOTEURL": relay.url}
     cache = make_registry("cache", env=env, port=port, debug_port=mirror.metrics_port)
     pull_manifest_and_blobs(cache.url, "library/alpha", "1")
-    wait_until(lambda: len(held_blobs(LocalStorage(cache.storage), "library/alpha")) == 3)  # 2.8 commits after serving
+    wait_until(
+        lambda: len(held_blobs(LocalStorage(cache.storage), "library/alpha")) == 3, 10, "the cache committing 3 blobs"
+    )  # 2.8 commits after serving
     engine.add(settings.cache_name(mirror), dirs={"/var/lib/registry": cache.storage})
     targets, notes = stack_targets(settings, docker.from_env)
     assert notes == []

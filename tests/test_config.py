@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.config import ConfigError, load_schema, parse_mirror, parse_settings, stack_values
+from localdev.settings import ConfigError, load_schema, parse_mirror, parse_settings, stack_values
 
 
 def test_defaults_come_from_pulumi_yaml() -> None:

@@ -11,16 +11,14 @@ test's directory instead of /etc/containerd/certs.d.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from components.config import REGISTRY_API_PORT, Settings, parse_settings
-from components.render import CERTS_DIR, render_containerd_patch, render_node_hosts
+from localdev.render import CERTS_DIR, render_containerd_patch, render_node_hosts
+from localdev.settings import REGISTRY_API_PORT, Settings, parse_settings
 from tests.harness.images import make_image, pull_manifest_and_blobs, push_image, push_with_skopeo
-from tests.harness.relay import HttpRelay
 from tests.program import run_program
 
 SEED_PATCH = """[plugins."io.containerd.grpc.v1.cri".registry]
@@ -52,18 +50,6 @@ def node_patch(certs: Path) -> str:
     patch = render_containerd_patch()
     assert CERTS_DIR in patch
     return patch.replace(CERTS_DIR, str(certs))
-
-
-def settle(relay: HttpRelay, seconds: float = 10.0) -> None:
-    """Wait until upstream traffic stops (2.8 stores a missed blob with a second, background fetch)."""
-    deadline = time.monotonic() + seconds
-    last = -1
-    while time.monotonic() < deadline:
-        now = len(relay.records)
-        if now == last:
-            return
-        last = now
-        time.sleep(0.5)
 
 
 def test_seed_patch_breaks_cri_and_ours_loads(containerd_factory: Any, tmp_path: Path) -> None:
@@ -99,7 +85,7 @@ def test_docker_io_pulls_go_through_the_cache_and_come_from_disk_the_second_time
     # Cold: kubelet's path (CRI PullImage) resolves docker.io through hosts.toml.
     # Docker Hub itself is unreachable from here, so success means the cache served it.
     node.cri_pull("docker.io/library/testimg:1")
-    settle(relay)
+    relay.wait_quiet(quiet=0.5)
     assert relay.manifest_gets() >= 1
     cold_blob_gets = relay.blob_gets()
     assert cold_blob_gets >= len(image.layers) + 1, relay.requests
@@ -109,7 +95,7 @@ def test_docker_io_pulls_go_through_the_cache_and_come_from_disk_the_second_time
     node.reset_images()
     relay.reset()
     node.cri_pull("docker.io/library/testimg:1")
-    settle(relay)
+    relay.wait_quiet(quiet=0.5)
     assert relay.blob_gets() == 0, relay.requests
     assert relay.manifest_gets() == 0, relay.requests
     assert relay.bytes_down < 10_000, f"{relay.bytes_down} bytes came from upstream on a warm pull"
@@ -160,5 +146,5 @@ def test_other_mirrors_route_their_own_registry(
     )
     node = containerd_factory(config_patch=node_patch(certs), name="node")
     node.cri_pull(f"{host}/org/tool:v1")
-    settle(relay)
+    relay.wait_quiet(quiet=0.5)
     assert relay.blob_gets() >= 1

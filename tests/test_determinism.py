@@ -14,7 +14,7 @@ process that differs from the other in everything that must not matter:
 
 Two things are compared:
 
-* **Renderers**: ``components.cli.render_files`` and every ``render_*`` function
+* **Renderers**: ``localdev.cli.render_files`` and every ``render_*`` function
   of every ``components`` module, found by name, called with every mirror and
   both credential modes. A new renderer is picked up without touching this file;
   one whose parameters this file cannot supply fails :func:`test_every_renderer_is_exercised`.
@@ -44,15 +44,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from components.config import stack_values  # noqa: E402  (needs ROOT on sys.path)
-from components.render import render_env_file  # noqa: E402
+from localdev.render import render_env_file  # noqa: E402
+from localdev.settings import stack_values  # noqa: E402  (needs ROOT on sys.path)
+from tests.program import is_secret  # noqa: E402
 
 #: libfaketime's wrapper; without it the runner fakes Python's clock functions itself.
 FAKETIME = shutil.which("faketime")
-
-#: Pulumi marks a secret value as ``{SIG_KEY: SECRET_SIG, "value": ...}`` (pulumi.runtime.rpc).
-SIG_KEY = "4dabf18193072939515e22adb298388d"
-SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 
 #: Secret config values the program is given; none may reach a resource input unwrapped.
 SECRETS = {
@@ -126,9 +123,9 @@ def canonical(value):
 
 
 def render_all(values):
-    import components
-    from components import render
-    from components.config import parse_settings
+    import localdev
+    from localdev import render
+    from localdev.settings import parse_settings
 
     settings = parse_settings(values)
     first = min(settings.mirrors, key=lambda m: m.host)  # by name: the mirrors' order is under test
@@ -145,8 +142,8 @@ def render_all(values):
         "capabilities": [("push", ("pull", "resolve", "push"))],
     }
     results, missing = {}, []
-    for info in sorted(pkgutil.iter_modules(components.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"components.{info.name}")
+    for info in sorted(pkgutil.iter_modules(localdev.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"localdev.{info.name}")
         for name, fn in sorted(inspect.getmembers(module, inspect.isfunction)):
             if not name.startswith("render_") or fn.__module__ != module.__name__:
                 continue
@@ -328,9 +325,9 @@ def test_every_renderer_is_exercised(render_runs: dict[str, dict[str, Any]]) -> 
     run = render_runs["full-first"]
     assert not run["missing"], f"renderers whose parameters this test cannot supply (add them to `choices`): {run['missing']}"
     names = {key.split("(", 1)[0] for key in run["renders"]}
-    assert "components.cli.render_files" in names
-    assert len([n for n in names if n.startswith("components.render.render_")]) >= 10, sorted(names)
-    files = run["renders"]["components.cli.render_files()"]
+    assert "localdev.cli.render_files" in names
+    assert len([n for n in names if n.startswith("localdev.render.render_")]) >= 10, sorted(names)
+    files = run["renders"]["localdev.cli.render_files()"]
     assert "kind-config.yaml" in files and "certs.d/docker.io/hosts.toml" in files, sorted(files)
 
 
@@ -362,7 +359,7 @@ def test_render_files_write_byte_identical_files(tmp_path: Path) -> None:
             "TZ": env.tz,
             "LC_ALL": env.locale,
         }
-        command = [sys.executable, "-m", "components.cli", "render", str(out), "--stack", "dev"]
+        command = [sys.executable, "-m", "localdev.cli", "render", str(out), "--stack", "dev"]
         if FAKETIME:
             command = [FAKETIME, "-f", f"@{env.clock}", *command]
         done = subprocess.run(command, cwd=ROOT, env=process_env, capture_output=True, text=True, timeout=300, check=False)
@@ -444,7 +441,7 @@ def test_program_inputs_ignore_the_order_of_mirrors(program_runs: dict[str, dict
 def _strip_secrets(value: Any) -> tuple[Any, list[Any]]:
     """(``value`` with every secret-wrapped subtree replaced by a marker, the removed subtrees)."""
     if isinstance(value, dict):
-        if value.get(SIG_KEY) == SECRET_SIG:
+        if is_secret(value):
             return "<secret>", [value]
         kept, removed = {}, []
         for key, item in value.items():

@@ -19,7 +19,7 @@ from tests.harness.images import (
     push_with_skopeo,
 )
 from tests.harness.pytest_plugin import ContainerdFactory, RegistryFactory, RelayFactory
-from tests.harness.registry import RegistryProcess
+from tests.harness.registry import RegistryProcess, stored_blob
 from tests.harness.relay import HttpRelay, _RequestParser
 
 CONFIG_PATH_ONLY = '[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "{dir}"\n'
@@ -33,26 +33,6 @@ DOCKER_IO_HOSTS_TOML = """server = "https://registry-1.docker.io"
 
 def _client(timeout: float = 10.0) -> httpx.Client:
     return httpx.Client(trust_env=False, timeout=timeout)
-
-
-def _blob_path(registry: RegistryProcess, digest: str) -> Path:
-    hexdigest = digest.split(":", 1)[1]
-    return registry.storage / "docker/registry/v2/blobs/sha256" / hexdigest[:2] / hexdigest / "data"
-
-
-def _wait_stable(relay: HttpRelay, quiet: float = 0.4, timeout: float = 10.0) -> None:
-    """Wait until the relay has seen no new request for ``quiet`` seconds (bounded)."""
-    deadline = time.monotonic() + timeout
-    seen = len(relay.requests)
-    since = time.monotonic()
-    while time.monotonic() < deadline:
-        time.sleep(0.05)
-        now = len(relay.requests)
-        if now != seen:
-            seen, since = now, time.monotonic()
-        elif time.monotonic() - since >= quiet:
-            return
-    raise TimeoutError(f"relay still busy after {timeout}s: {relay.requests[-5:]}")
 
 
 def _proxy(make_registry: RegistryFactory, relay: HttpRelay, name: str = "proxy") -> RegistryProcess:
@@ -84,7 +64,7 @@ def test_push_and_verified_pull_roundtrip(upstream_registry: RegistryProcess) ->
     assert by_digest["manifest"] == image.manifest
 
     # The verifier catches a corrupt blob (same size, one byte flipped on disk).
-    path = _blob_path(upstream_registry, image.layer_digests[-1])
+    path = stored_blob(upstream_registry.storage, image.layer_digests[-1])
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
@@ -115,7 +95,7 @@ def test_registry_env_override_restart_and_kill(make_registry: RegistryFactory) 
         assert client.get(f"{registry.debug_url}/debug/vars").status_code == 200
     image = make_image("library/testimg", "1", [5000], seed=3)
     push_image(registry.url, image)
-    assert _blob_path(registry, image.layer_digests[0]).exists()
+    assert stored_blob(registry.storage, image.layer_digests[0]).exists()
     port = registry.port
     assert registry.kill() == -9
     registry.restart()
@@ -136,7 +116,7 @@ def test_proxy_cold_then_warm_pull_counts_upstream_requests(
 
     got = pull_manifest_and_blobs(proxy.url, image.repo, image.tag)
     assert got["blobs"] == image.blobs
-    _wait_stable(relay)  # 2.8 stores blobs in the background
+    relay.wait_quiet()  # 2.8 stores blobs in the background
     per_blob = Counter(p.rsplit("/", 1)[1] for m, p in relay.requests if m == "GET" and "/blobs/sha256:" in p)
     assert set(per_blob) == set(image.blobs), relay.requests
     counts = set(per_blob.values())
@@ -144,7 +124,7 @@ def test_proxy_cold_then_warm_pull_counts_upstream_requests(
     print(f"docker-registry cold pull: {counts.pop()} upstream GET(s) per missed blob; {relay.manifest_gets()} manifest GET(s)")
     assert relay.manifest_gets() == 1, relay.requests
     for digest in image.blobs:
-        assert _blob_path(proxy, digest).exists()
+        assert stored_blob(proxy.storage, digest).exists()
 
     relay.reset()
     warm = pull_manifest_and_blobs(proxy.url, image.repo, image.tag)
@@ -224,7 +204,7 @@ def test_containerd_pulls_docker_io_through_loopback_proxy(
     assert daemon.image_refs()[ref] == image.digest
     assert relay.manifest_gets() == 1, relay.requests  # the proxy's upstream was used
     assert "?ns=docker.io" in proxy.log_text()  # containerd talked to the mirror
-    _wait_stable(relay)
+    relay.wait_quiet()
 
     # CRI PullImage (as kubelet): the daemon uses config_path from the patch. Warm cache now.
     daemon.reset_images()

@@ -74,7 +74,7 @@ def test_ruff_check() -> None:
 
 def test_mypy() -> None:
     """Type-check the program, its components and the tests (mypy.ini)."""
-    done = run(sys.executable, "-m", "mypy", "components", "__main__.py", "tests", "bench")
+    done = run(sys.executable, "-m", "mypy", "components", "localdev", "__main__.py", "tests", "bench")
     assert done.returncode == 0, f"mypy found problems:\n{done.stdout}{done.stderr}"
 
 
@@ -102,7 +102,7 @@ def test_the_consumer_example_exists() -> None:
 # --------------------------------------------------------------------------- shell
 def test_shell_scripts_are_found() -> None:
     rel = {str(p.relative_to(ROOT)) for p in SHELL_SCRIPTS}
-    assert "components/registry-entrypoint.sh" in rel, sorted(rel)
+    assert "localdev/scripts/registry-entrypoint.sh" in rel, sorted(rel)
 
 
 @pytest.mark.parametrize("path", SHELL_SCRIPTS, ids=lambda p: str(p.relative_to(ROOT)))

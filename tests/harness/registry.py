@@ -14,6 +14,8 @@ from typing import IO, Any, Self
 import httpx
 import yaml
 
+from localdev.ops.storage import blob_path
+
 from .binaries import require_binary, stop_process
 from .net import LOOPBACK, free_port
 
@@ -23,6 +25,11 @@ FORCED_ENV_KEYS = (
     "REGISTRY_HTTP_DEBUG_ADDR",
     "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
 )
+
+
+def stored_blob(storage: Path, digest: str) -> Path:
+    """Where a registry whose storage root is ``storage`` keeps blob ``digest``."""
+    return storage / "docker/registry/v2" / blob_path(digest)
 
 
 class RegistryStartError(RuntimeError):

@@ -417,6 +417,19 @@ class HttpRelay:
         with self._lock:
             return self._bytes_down
 
+    def wait_quiet(self, quiet: float = 0.4, timeout: float = 10.0) -> None:
+        """Wait until no request has arrived for ``quiet`` seconds (2.8 stores a missed blob with a background fetch)."""
+        deadline = time.monotonic() + timeout
+        seen, since = len(self.records), time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            now = len(self.records)
+            if now != seen:
+                seen, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return
+        raise TimeoutError(f"relay still busy after {timeout}s: {self.requests[-5:]}")
+
     def count(self, method: str, path_contains: str = "") -> int:
         """Number of requests with this method whose path contains the text."""
         method = method.upper()

@@ -12,7 +12,6 @@ Every failure is a :class:`RegistryError` with a one-line message.
 from __future__ import annotations
 
 import base64
-import hashlib
 import ipaddress
 import json
 import re
@@ -24,7 +23,8 @@ from typing import Any
 
 import httpx
 
-from components.ops.errors import OpsError, UsageError
+from localdev.errors import OpsError, UsageError
+from localdev.images import sha256_digest
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -85,10 +85,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 @dataclass(frozen=True)

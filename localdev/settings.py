@@ -17,6 +17,9 @@ from typing import Any
 
 import yaml
 
+from localdev.errors import UsageError
+from localdev.images import parse_reference
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 #: Port the registry listens on inside its container (the image's default).
@@ -44,7 +47,6 @@ _HOST_RE = re.compile(
 )
 _CLUSTER_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 _DURATION_RE = re.compile(r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$")
-_IMAGE_RE = re.compile(r"^[a-z0-9]+([._/:-][a-z0-9]+)*(:[\w][\w.-]{0,127})?(@sha256:[0-9a-f]{64})?$")
 
 
 class ConfigError(ValueError):
@@ -183,11 +185,11 @@ def parse_mirror(entry: str) -> Mirror:
 
 
 def _check_pinned(key: str, image: str) -> None:
-    if not _IMAGE_RE.match(image):
-        raise ConfigError(key, f"{image!r} is not an image reference", "use NAME:TAG, e.g. registry:3.0.0")
-    name_tag = image.split("@", 1)[0]
-    tag = name_tag.rsplit(":", 1)[1] if ":" in name_tag.rsplit("/", 1)[-1] else ""
-    if "@" not in image and tag in ("", "latest"):
+    try:
+        ref = parse_reference(image)
+    except UsageError as err:
+        raise ConfigError(key, f"{image!r} is not an image reference ({err})", "use NAME:TAG, e.g. registry:3.0.0") from None
+    if ref.digest is None and ref.tag in (None, "latest"):
         raise ConfigError(key, f"{image!r} is not pinned", "name a version tag (or a digest), never latest")
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from components.ops.errors import OpsError, UsageError
+from localdev.errors import OpsError, UsageError
 
 V2 = "docker/registry/v2"
 #: Where the registry:3 (and registry:2) image keeps its data.
@@ -143,7 +143,7 @@ class ContainerStorage:
         except docker.errors.NotFound:
             return None
         except docker.errors.DockerException as err:
-            from components.ops.dockerapi import short_docker_error
+            from localdev.ops.dockerapi import short_docker_error
 
             raise OpsError(f"cannot read {path} from container {self.container.name}: {short_docker_error(err)}") from err
         return chunks, stat

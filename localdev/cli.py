@@ -1,7 +1,4 @@
-"""Command line of the localdev stack: ``python -m components.cli COMMAND``.
-
-Tip: ``alias localdev='python -m components.cli'``, then ``localdev status``.
-"""
+"""The ``localdev`` command: render, preflight, status, stats and warm, for the stack in this checkout."""
 
 from __future__ import annotations
 
@@ -11,9 +8,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from components.config import PROJECT_DIR, ConfigError, Settings, parse_settings, stack_values
-from components.preflight import missing_prerequisites
-from components.render import (
+from localdev.errors import UsageError
+from localdev.preflight import missing_prerequisites
+from localdev.render import (
     render_cache_entrypoint,
     render_cache_env,
     render_env_file,
@@ -21,6 +18,7 @@ from components.render import (
     render_node_hosts,
     render_push_env,
 )
+from localdev.settings import PROJECT_DIR, ConfigError, Settings, parse_settings, stack_values
 
 
 def load_stack_settings(stack: str | None) -> Settings:
@@ -80,8 +78,8 @@ def _stack_header(stack: str | None, settings: Settings) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from components.ops import dockerapi
-    from components.ops.status import run_status
+    from localdev.ops import dockerapi
+    from localdev.ops.status import run_status
 
     stack = resolve_stack(args.stack)
     settings = load_stack_settings(stack)
@@ -89,11 +87,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from components.ops import dockerapi
-    from components.ops.errors import UsageError
-    from components.ops.registry_api import normalise_url
-    from components.ops.stats import Target, collect, stack_targets, write_report
-    from components.ops.storage import LocalStorage
+    from localdev.errors import UsageError
+    from localdev.ops import dockerapi
+    from localdev.ops.registry_api import normalise_url
+    from localdev.ops.stats import Target, collect, stack_targets, write_report
+    from localdev.ops.storage import LocalStorage
 
     if args.registry is None and (args.metrics_url or args.storage):
         raise UsageError("--metrics-url and --storage go with --registry URL (the stack's caches are found by themselves)")
@@ -115,100 +113,31 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_warm(args: argparse.Namespace) -> int:
-    from components.ops import dockerapi
-    from components.ops.errors import OpsError, UsageError
-    from components.ops.images import ImageRef, images_from_manifests, parse_reference
-    from components.ops.registry_api import RegistryClient, normalise_url
-    from components.ops.storage import ContainerStorage, LocalStorage
-    from components.ops.warm import ImageJob, Warmer, WarmTarget, parse_platforms, summarise
+    from localdev.ops.warm import image_jobs, run_warm, stack_warm_targets, target_jobs
 
     if args.storage and not args.registry:
         raise UsageError("--storage goes with --registry URL (the stack's caches are read through Docker)")
     if args.jobs < 1 or args.jobs > 64:
         raise UsageError(f"--jobs {args.jobs}: use 1 to 64")
-    platforms = parse_platforms(args.platform)
-    jobs: list[ImageJob] = [ImageJob(text, parse_reference(text)) for text in args.images]  # bad input: exit 2 here
-    if not args.no_manifests:
-        directory = Path(args.manifests) if args.manifests else PROJECT_DIR / "k8s"
-        if directory.is_dir() or args.manifests:
-            for found in images_from_manifests(directory):
-                try:
-                    ref: ImageRef | None = parse_reference(found.image)
-                    error = None
-                except UsageError as err:
-                    ref, error = None, f"{err.line()} (in {', '.join(found.sources)})"
-                jobs.append(ImageJob(found.image, ref, error=error))
-        else:
-            print(f"no {directory} directory: warming only the images given", file=sys.stderr)
-    seen: set[object] = set()
-    unique: list[ImageJob] = []
-    for job in jobs:
-        key = job.ref if job.ref is not None else job.text
-        if key not in seen:
-            seen.add(key)
-            unique.append(job)
-    if not unique:
+    manifests = None if args.no_manifests else (Path(args.manifests) if args.manifests else PROJECT_DIR / "k8s")
+    jobs = image_jobs(args.images, manifests, required=bool(args.manifests), err=sys.stderr)
+    if not jobs:
         print("nothing to warm: no images given and none found in the manifests")
         return 0
     if args.registry:
-        url = normalise_url(args.registry)
-        target = WarmTarget(url, url, LocalStorage(Path(args.storage)) if args.storage else None)
-        with RegistryClient(url, timeout=min(args.timeout, 30.0)) as probe:
-            probe.ping()  # a registry that is down is one line, not one per image
-        for job in unique:
-            job.target = target if job.ref is not None else None
+        target_jobs(jobs, args.registry, Path(args.storage) if args.storage else None, timeout=args.timeout)
     else:
-        settings = load_stack_settings(resolve_stack(args.stack))
-        try:
-            client = dockerapi.connect()
-        except OpsError as err:
-            client = None
-            print(f"{err.line()}: checking what the caches hold through their API instead", file=sys.stderr)
-        targets: dict[str, WarmTarget] = {}
-        for mirror in settings.mirrors:
-            storage = None
-            if client is not None:
-                import docker  # type: ignore[import-untyped]
-
-                try:
-                    storage = ContainerStorage(client.containers.get(settings.cache_name(mirror)))
-                except docker.errors.DockerException:
-                    storage = None
-            targets[mirror.host] = WarmTarget(f"http://127.0.0.1:{mirror.port}", f"{mirror.host} cache", storage)
-        push_hosts = {settings.push_host, f"127.0.0.1:{settings.push_port}"}
-        for job in unique:
-            if job.ref is None:
-                continue
-            if job.ref.registry in push_hosts:
-                job.skipped = "lives in the push registry; nothing to warm"
-            elif job.ref.registry in targets:
-                job.target = targets[job.ref.registry]
-            else:
-                host = job.ref.registry
-                index = len(settings.mirrors)
-                entry = host if host in _default_ports() else f"{host}=PORT"
-                fix = f"pulumi config set --path 'mirrors[{index}]' {entry}, then pulumi up"
-                job.error = f"no cache for {host} (fix: add {host} to mirrors: {fix})"
-    warmer = Warmer(jobs=args.jobs, platforms=platforms, timeout=args.timeout)
-    try:
-        result = warmer.run(unique, sys.stderr)
-    finally:
-        warmer.close()
-    summarise(result, sys.stdout)
-    return 1 if result.failed else 0
-
-
-def _default_ports() -> dict[str, int]:
-    from components.config import DEFAULT_CACHE_PORTS
-
-    return DEFAULT_CACHE_PORTS
+        stack_warm_targets(jobs, load_stack_settings(resolve_stack(args.stack)), err=sys.stderr)
+    return run_warm(
+        jobs, jobs_in_parallel=args.jobs, platform=args.platform, timeout=args.timeout, out=sys.stdout, err=sys.stderr
+    )
 
 
 def _ops(func: object) -> object:
     """Run an ops command: expected failures are one line with their exit code, never a traceback."""
 
     def wrapper(args: argparse.Namespace) -> int:
-        from components.ops.errors import OpsError
+        from localdev.errors import OpsError
 
         try:
             return int(func(args))  # type: ignore[operator]
@@ -230,7 +159,7 @@ def _ops(func: object) -> object:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m components.cli", description=__doc__)
+    parser = argparse.ArgumentParser(prog="localdev", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     stack_help = "read Pulumi.<STACK>.yaml (default: $LOCALDEV_STACK, else the only Pulumi.<stack>.yaml, else defaults)"
     render = sub.add_parser("render", help="write the kind config, hosts.toml files and registry environments")

@@ -21,9 +21,9 @@ from typing import Any, TextIO
 import docker  # type: ignore[import-untyped]
 import httpx
 
-from components.config import REGISTRY_API_PORT, REGISTRY_DEBUG_PORT, Mirror, Settings
-from components.ops.output import Style
-from components.render import CERTS_DIR, render_node_hosts, render_registry_hosting
+from localdev.ops.output import Style
+from localdev.render import CERTS_DIR, render_node_hosts, render_registry_hosting
+from localdev.settings import REGISTRY_API_PORT, REGISTRY_DEBUG_PORT, Mirror, Settings
 
 KIND_NETWORK = "kind"
 KIND_CLUSTER_LABEL = "io.x-k8s.kind.cluster"
@@ -190,7 +190,7 @@ class StatusChecker:
         stack = f" --stack {shlex.quote(self.stack)}" if self.stack else ""
         directory = f"{CERTS_DIR}/{rel.rsplit('/', 1)[0]}"
         return (
-            f"python -m components.cli render /tmp/localdev-render{stack}"
+            f"localdev render /tmp/localdev-render{stack}"
             f" && docker exec {node} mkdir -p {shlex.quote(directory)}"
             f" && docker cp /tmp/localdev-render/certs.d/{shlex.quote(rel)} {node}:{shlex.quote(directory)}/hosts.toml"
         )

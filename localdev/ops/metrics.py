@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from components.ops.registry_api import RegistryError, RegistryUnreachable, normalise_url
+from localdev.ops.registry_api import RegistryError, RegistryUnreachable, normalise_url
 
 _PROM_LINE = re.compile(r"^(registry_proxy_[a-z_]+?)(?:_total)?(\{[^}]*\})?\s+([0-9.eE+-]+|NaN)\s*$")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')

@@ -1,7 +1,7 @@
 """Pure renderers: kind config, containerd patch, hosts.toml, registry environments, scripts.
 
 No Pulumi import and no clock, randomness or dict-order dependence: the program
-and ``python -m components.cli render`` call these same functions, so what a
+and ``localdev render`` call these same functions, so what a
 preview shows is exactly what ``render`` writes, byte for byte.
 """
 
@@ -10,13 +10,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import shlex
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from components.config import REGISTRY_API_PORT, REGISTRY_DEBUG_PORT, Mirror, Settings
+from localdev.settings import REGISTRY_API_PORT, REGISTRY_DEBUG_PORT, Mirror, Settings
 
 #: Where every node's containerd looks for per-registry hosts.toml files.
 CERTS_DIR = "/etc/containerd/certs.d"
@@ -24,8 +24,9 @@ CERTS_DIR = "/etc/containerd/certs.d"
 #: Host ports (on 127.0.0.1) → NodePorts of the services users open in a browser.
 UI_PORTS = {"grafana": (3000, 30300), "prometheus": (9090, 30900), "jaeger": (16686, 31686)}
 
-#: The cache containers' entrypoint script, shipped into the container by the program.
-CACHE_ENTRYPOINT = Path(__file__).with_name("registry-entrypoint.sh")
+#: The shell scripts the program runs (its Commands, the caches' entrypoint), read as they are:
+#: what `pulumi up` runs and what a user reads are the same bytes.
+SCRIPTS_DIR = Path(__file__).parent / "scripts"
 #: Where the script lives inside the container.
 CACHE_ENTRYPOINT_PATH = "/usr/local/bin/localdev-registry-entrypoint"
 #: The registry:3 image's config file, passed to the entrypoint as its argument.
@@ -56,7 +57,7 @@ def render_containerd_patch() -> str:
     """The node containerd patch: ``config_path`` only.
 
     Setting ``registry.mirrors`` next to ``config_path`` makes containerd refuse
-    to load its CRI plugin (FIELD-NOTES), so mirrors live in hosts.toml files.
+    to load its CRI plugin (docs/architecture.md), so mirrors live in hosts.toml files.
     """
     return f'[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "{CERTS_DIR}"\n'
 
@@ -145,7 +146,7 @@ def render_push_env(settings: Settings) -> dict[str, str]:
 
 def render_cache_entrypoint() -> str:
     """The exact script a cache container runs as its entrypoint."""
-    return CACHE_ENTRYPOINT.read_text()
+    return read_script("registry-entrypoint.sh")
 
 
 def render_env_file(env: Mapping[str, str]) -> str:
@@ -174,46 +175,42 @@ def content_hash(*parts: str) -> str:
     return digest.hexdigest()[:16]
 
 
-_SCRIPT_HEAD = "set -eu\n"
+@dataclass(frozen=True)
+class ShellCommand:
+    """A script of :data:`SCRIPTS_DIR` and what it runs with, the inputs of one local Command."""
+
+    create: str
+    """Script run (``/bin/sh -c``) on create."""
+    environment: dict[str, str]
+    """Its parameters; the delete script gets the same ones."""
+    delete: str | None = None
+    """Script run on delete, with the inputs of the last create."""
+    stdin: str | None = None
+    """Text on the create script's standard input."""
 
 
-def render_kind_create_script(settings: Settings) -> str:
-    """Create the cluster unless it exists (adopt it), then print its kubeconfig.
+def read_script(name: str) -> str:
+    """The exact text of ``localdev/scripts/NAME``."""
+    return (SCRIPTS_DIR / name).read_text()
 
-    The config arrives on stdin so that nothing is written to disk.
-    """
-    name = shlex.quote(settings.cluster_name)
-    return (
-        _SCRIPT_HEAD
-        + f"if kind get clusters 2>/dev/null | grep -qx {name}; then\n"
-        + f"  echo 'kind cluster {settings.cluster_name} exists; adopting it' >&2\n"
-        + "else\n"
-        + f"  kind create cluster --name {name} --config=- --wait 120s >&2\n"
-        + "fi\n"
-        + f"kind get kubeconfig --name {name}\n"
+
+def render_kind_cluster_command(settings: Settings) -> ShellCommand:
+    """Create (or adopt) the cluster from the rendered config on stdin; print its kubeconfig."""
+    return ShellCommand(
+        create=read_script("kind-create.sh"),
+        delete=read_script("kind-delete.sh"),
+        environment={"CLUSTER_NAME": settings.cluster_name},
+        stdin=render_kind_config(settings),
     )
 
 
-def render_kind_delete_script(settings: Settings) -> str:
-    return _SCRIPT_HEAD + f"kind delete cluster --name {shlex.quote(settings.cluster_name)}\n"
-
-
-def render_node_wiring_script(settings: Settings) -> str:
-    """Write every hosts.toml into every node of the cluster (idempotent).
-
-    containerd reads hosts.toml at each pull, so no restart is needed.
-    """
-    lines = [_SCRIPT_HEAD, f"nodes=$(kind get nodes --name {shlex.quote(settings.cluster_name)})\n"]
-    lines.append('[ -n "$nodes" ] || { echo "no nodes found for the kind cluster" >&2; exit 1; }\n')
-    lines.append("for node in $nodes; do\n")
-    for rel, text in render_node_hosts(settings).items():
-        directory = shlex.quote(f"{CERTS_DIR}/{rel.rsplit('/', 1)[0]}")
-        payload = base64.b64encode(text.encode()).decode()
-        lines.append(f'  docker exec "$node" mkdir -p {directory}\n')
-        lines.append(f'  echo {payload} | base64 -d | docker exec -i "$node" cp /dev/stdin {directory}/hosts.toml\n')
-    lines.append('  echo "wired registry mirrors into $node" >&2\n')
-    lines.append("done\n")
-    return "".join(lines)
+def render_node_wiring_command(settings: Settings) -> ShellCommand:
+    """Write every hosts.toml of :func:`render_node_hosts` into every node."""
+    files = "\n".join(f"{rel} {base64.b64encode(text.encode()).decode()}" for rel, text in render_node_hosts(settings).items())
+    return ShellCommand(
+        create=read_script("wire-nodes.sh"),
+        environment={"CLUSTER_NAME": settings.cluster_name, "CERTS_DIR": CERTS_DIR, "HOSTS_FILES": files},
+    )
 
 
 def registry_containers(settings: Settings) -> list[str]:
@@ -221,21 +218,10 @@ def registry_containers(settings: Settings) -> list[str]:
     return [settings.cache_name(m) for m in settings.mirrors] + [settings.push_name]
 
 
-def render_network_attach_script(settings: Settings) -> str:
-    """Join every registry container to the ``kind`` network under its own name (idempotent)."""
-    names = " ".join(shlex.quote(c) for c in registry_containers(settings))
-    return (
-        _SCRIPT_HEAD
-        + f"for container in {names}; do\n"
-        + "  attached=$(docker inspect -f '{{json .NetworkSettings.Networks.kind}}' \"$container\")\n"
-        + '  if [ "$attached" = null ]; then\n'
-        + '    docker network connect --alias "$container" kind "$container"\n'
-        + '    echo "attached $container to the kind network" >&2\n'
-        + "  fi\n"
-        + "done\n"
+def render_network_attachment_command(settings: Settings) -> ShellCommand:
+    """Join every registry container to the ``kind`` network under its own name; detach on delete."""
+    return ShellCommand(
+        create=read_script("attach-network.sh"),
+        delete=read_script("detach-network.sh"),
+        environment={"CONTAINERS": " ".join(registry_containers(settings))},
     )
-
-
-def render_network_detach_script(settings: Settings) -> str:
-    names = " ".join(shlex.quote(c) for c in registry_containers(settings))
-    return f'for container in {names}; do\n  docker network disconnect kind "$container" 2>/dev/null || true\ndone\n'

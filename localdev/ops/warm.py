@@ -26,18 +26,22 @@ After fetching, each blob is checked again until the cache has committed it.
 from __future__ import annotations
 
 import hashlib
-import platform as host_platform
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TextIO
+from pathlib import Path
+from typing import Any, TextIO
 
-from components.ops.errors import OpsError
-from components.ops.images import ImageRef
-from components.ops.output import Progress, Style, human_bytes
-from components.ops.registry_api import Descriptor, Manifest, RegistryClient, RegistryError, served_from_storage
-from components.ops.storage import StorageReader, held_blobs, holds_blob
+from localdev.errors import OpsError, UsageError
+from localdev.images import ImageRef, host_architecture, parse_reference
+from localdev.manifests import images_from_manifests
+from localdev.ops import dockerapi
+from localdev.ops.output import Progress, Style, human_bytes
+from localdev.ops.registry_api import Descriptor, Manifest, RegistryClient, RegistryError, normalise_url, served_from_storage
+from localdev.ops.storage import ContainerStorage, LocalStorage, StorageReader, held_blobs, holds_blob
+from localdev.settings import DEFAULT_CACHE_PORTS, Settings
 
 CHUNK = 1 << 16
 #: How long to wait for a cache to commit a blob it streamed to us.
@@ -46,17 +50,7 @@ COMMIT_WAIT_S = 30.0
 
 def host_default_platform() -> str:
     """linux/<this machine's architecture>: what kind's nodes run on this host."""
-    machine = host_platform.machine().lower()
-    arch = {
-        "x86_64": "amd64",
-        "amd64": "amd64",
-        "aarch64": "arm64",
-        "arm64": "arm64",
-        "armv7l": "arm/v7",
-        "ppc64le": "ppc64le",
-        "s390x": "s390x",
-    }
-    return f"linux/{arch.get(machine, machine)}"
+    return f"linux/{host_architecture()}"
 
 
 def parse_platforms(text: str | None) -> list[str] | None:
@@ -342,3 +336,92 @@ def summarise(result: WarmResult, out: TextIO) -> None:
     if failed_n:
         line += f", {failed_n} image(s) failed"
     out.write(f"{style.bad if failed_n else style.ok} {line}\n")
+
+
+def image_jobs(images: Sequence[str], manifests: Path | None, *, required: bool, err: TextIO) -> list[ImageJob]:
+    """One job per distinct image: those given (bad ones refused here), then those of ``manifests``.
+
+    An image found in a manifest that does not parse becomes a failed job naming
+    where it was found, so one typo does not hide the rest. ``required``: a
+    missing ``manifests`` directory is an error rather than a note.
+    """
+    jobs = [ImageJob(text, parse_reference(text)) for text in images]
+    if manifests is not None:
+        if manifests.is_dir() or required:
+            for found in images_from_manifests(manifests):
+                try:
+                    jobs.append(ImageJob(found.image, parse_reference(found.image)))
+                except UsageError as error:
+                    jobs.append(ImageJob(found.image, None, error=f"{error.line()} (in {', '.join(found.sources)})"))
+        else:
+            print(f"no {manifests} directory: warming only the images given", file=err)
+    unique: dict[object, ImageJob] = {}
+    for job in jobs:
+        unique.setdefault(job.ref if job.ref is not None else job.text, job)
+    return list(unique.values())
+
+
+def target_jobs(jobs: Sequence[ImageJob], registry: str, storage: Path | None, *, timeout: float) -> None:
+    """Pull every job through the one registry at ``registry`` (``--registry``)."""
+    url = normalise_url(registry)
+    target = WarmTarget(url, url, LocalStorage(storage) if storage else None)
+    with RegistryClient(url, timeout=min(timeout, 30.0)) as probe:
+        probe.ping()  # a registry that is down is one line, not one per image
+    for job in jobs:
+        job.target = target if job.ref is not None else None
+
+
+def stack_warm_targets(jobs: Sequence[ImageJob], settings: Settings, *, err: TextIO) -> None:
+    """Send each job to the stack's cache for its registry; say what has none.
+
+    With the Docker engine reachable, each cache's storage is read through its
+    container, so a held blob is not even asked for.
+    """
+    try:
+        client = dockerapi.connect()
+    except OpsError as error:
+        client = None
+        print(f"{error.line()}: checking what the caches hold through their API instead", file=err)
+    targets = {
+        mirror.host: WarmTarget(
+            f"http://127.0.0.1:{mirror.port}", f"{mirror.host} cache", _container_storage(client, settings.cache_name(mirror))
+        )
+        for mirror in settings.mirrors
+    }
+    push_hosts = {settings.push_host, f"127.0.0.1:{settings.push_port}"}
+    for job in jobs:
+        if job.ref is None:
+            continue
+        host = job.ref.registry
+        if host in push_hosts:
+            job.skipped = "lives in the push registry; nothing to warm"
+        elif host in targets:
+            job.target = targets[host]
+        else:
+            entry = host if host in DEFAULT_CACHE_PORTS else f"{host}=PORT"
+            fix = f"pulumi config set --path 'mirrors[{len(settings.mirrors)}]' {entry}, then pulumi up"
+            job.error = f"no cache for {host} (fix: add {host} to mirrors: {fix})"
+
+
+def _container_storage(client: Any, name: str) -> StorageReader | None:
+    if client is None:
+        return None
+    import docker  # type: ignore[import-untyped]
+
+    try:
+        return ContainerStorage(client.containers.get(name))
+    except docker.errors.DockerException:
+        return None
+
+
+def run_warm(
+    jobs: list[ImageJob], *, jobs_in_parallel: int, platform: str | None, timeout: float, out: TextIO, err: TextIO
+) -> int:
+    """Warm ``jobs`` (progress on ``err``, the summary on ``out``); the exit status: 1 when any image failed."""
+    warmer = Warmer(jobs=jobs_in_parallel, platforms=parse_platforms(platform), timeout=timeout)
+    try:
+        result = warmer.run(jobs, err)
+    finally:
+        warmer.close()
+    summarise(result, out)
+    return 1 if result.failed else 0

@@ -21,12 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from components.config import Settings
-from components.ops.errors import OpsError
-from components.ops.metrics import ProxyMetrics, fetch_metrics
-from components.ops.output import Style, human_bytes, percent
-from components.ops.registry_api import RegistryClient, RegistryError
-from components.ops.storage import Inventory, RepoContent, StorageReader, read_inventory
+from localdev.errors import OpsError
+from localdev.ops.metrics import ProxyMetrics, fetch_metrics
+from localdev.ops.output import Style, human_bytes, percent
+from localdev.ops.registry_api import RegistryClient, RegistryError
+from localdev.ops.storage import Inventory, RepoContent, StorageReader, read_inventory
+from localdev.settings import Settings
 
 
 @dataclass
@@ -180,7 +180,7 @@ def collect(target: Target, *, timeout: float = 30.0) -> Report:
 
 def stack_targets(settings: Settings, docker_client: Callable[[], Any] | None) -> tuple[list[Target], list[str]]:
     """The stack's caches (metrics at 127.0.0.1:<metrics_port>) and its push registry, and notes for all of them."""
-    from components.ops.storage import ContainerStorage
+    from localdev.ops.storage import ContainerStorage
 
     client = None
     docker_error = None

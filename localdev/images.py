@@ -9,15 +9,12 @@ live under ``library/``; no tag means ``latest``. So ``redis:7`` is
 
 from __future__ import annotations
 
+import hashlib
+import platform
 import re
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
-import yaml
-
-from components.ops.errors import UsageError
+from localdev.errors import UsageError
 
 DOCKER_HUB = "docker.io"
 #: Other names of Docker Hub that images use; all mean ``docker.io``.
@@ -99,73 +96,24 @@ def parse_reference(text: str) -> ImageRef:
     return ImageRef(registry=registry, repository=path, tag=tag, digest=digest)
 
 
-@dataclass
-class ManifestImage:
-    """An image string found in a Kubernetes manifest, and where."""
-
-    image: str
-    sources: list[str] = field(default_factory=list)
+def sha256_digest(data: bytes) -> str:
+    """``sha256:<hex>`` of ``data``: the digest registries name content by."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-#: Keys of a pod spec whose entries are containers with an ``image``.
-CONTAINER_KEYS = ("initContainers", "containers", "ephemeralContainers")
+#: ``platform.machine()`` → OCI architecture.
+_ARCHITECTURES = {
+    "x86_64": "amd64",
+    "amd64": "amd64",
+    "aarch64": "arm64",
+    "arm64": "arm64",
+    "armv7l": "arm/v7",
+    "ppc64le": "ppc64le",
+    "s390x": "s390x",
+}
 
 
-def _images_in(node: Any) -> Iterator[str]:
-    """Every ``image`` of every container list in ``node``, at any depth.
-
-    A pod spec sits at a different path in each workload kind (Pod: ``spec``,
-    Deployment/StatefulSet/DaemonSet/ReplicaSet/Job: ``spec.template.spec``,
-    CronJob: ``spec.jobTemplate.spec.template.spec``, ``kind: List``: under
-    ``items``, and custom resources elsewhere), so the walk looks for container
-    lists wherever they are rather than hard-coding the kinds.
-    """
-    if isinstance(node, dict):
-        for key in CONTAINER_KEYS:  # init containers first, as the kubelet pulls them
-            for container in node.get(key) or [] if isinstance(node.get(key), list) else []:
-                if isinstance(container, dict) and isinstance(container.get("image"), str):
-                    yield container["image"]
-        for key, value in node.items():
-            if key not in CONTAINER_KEYS:
-                yield from _images_in(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _images_in(item)
-
-
-def manifest_files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix in (".yaml", ".yml"))
-
-
-def images_from_manifests(directory: Path) -> list[ManifestImage]:
-    """Images referenced by the ``*.yaml``/``*.yml`` files under ``directory``, in first-seen order."""
-    if not directory.is_dir():
-        raise UsageError(f"manifests directory {directory} does not exist", fix="pass --manifests DIR")
-    found: dict[str, ManifestImage] = {}
-    for path in manifest_files(directory):
-        try:
-            docs = list(yaml.safe_load_all(path.read_text()))
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark is not None else ""
-            raise UsageError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from err
-        flat: list[Any] = []
-        for doc in docs:
-            is_list = isinstance(doc, dict) and str(doc.get("kind", "")).endswith("List") and isinstance(doc.get("items"), list)
-            flat.extend(doc["items"] if is_list else [doc])
-        for index, doc in enumerate(flat):
-            kind = doc.get("kind", "?") if isinstance(doc, dict) else "?"
-            name = (doc.get("metadata") or {}).get("name", f"#{index}") if isinstance(doc, dict) else f"#{index}"
-            for image in _images_in(doc):
-                entry = found.setdefault(image, ManifestImage(image))
-                source = f"{path.name}:{kind}/{name}"
-                if source not in entry.sources:
-                    entry.sources.append(source)
-    return list(found.values())
-
-
-def dedupe(refs: Iterable[ImageRef]) -> list[ImageRef]:
-    seen: dict[ImageRef, None] = {}
-    for ref in refs:
-        seen.setdefault(ref, None)
-    return list(seen)
+def host_architecture() -> str:
+    """The OCI architecture of this machine (``amd64``, ``arm64``…): what kind's nodes run here."""
+    machine = platform.machine().lower()
+    return _ARCHITECTURES.get(machine, machine)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.ops.errors import OpsError
+from localdev.errors import OpsError
 
 
 class DockerUnavailable(OpsError):
