@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from components.config import Settings, parse_settings
+from localdev.settings import Settings, parse_settings
 
 #: Mirror host -> its cache port on 127.0.0.1 (metrics on port + 100, the program's offset).
 CACHE_PORTS = {"docker.io": 25000, "ghcr.io": 25002}

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from components.render import registry_containers, render_node_hosts
+from localdev.render import registry_containers, render_node_hosts
 from tests.harness.containerd import CriError, cri_pull, cri_remove_image
 from tests.harness.images import make_image, push_image
 
