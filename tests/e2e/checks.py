@@ -2,32 +2,16 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
-from typing import Any
+
+from localdev.containerd import cri_config_path
 
 from .docker import docker, inspect
 
 CERTS_DIR = "/etc/containerd/certs.d"
 
 
-def cri_config_path(dump: str) -> str | None:
-    """``config_path`` of CRI's registry section in ``containerd config dump`` output.
-
-    containerd 2.x keeps it under ``io.containerd.cri.v1.images`` (1.x and v2 files under
-    ``io.containerd.grpc.v1.cri``); the transfer service has a ``config_path`` of its own, which
-    kubelet's pulls never read, so it is not looked at.
-    """
-    plugins: dict[str, Any] = tomllib.loads(dump).get("plugins", {})
-    for section in ("io.containerd.cri.v1.images", "io.containerd.grpc.v1.cri"):
-        registry = (plugins.get(section) or {}).get("registry")
-        if registry is not None:
-            value = registry.get("config_path")
-            return None if value is None else str(value)
-    return None
-
-
-def node_config_path(node: str) -> str | None:
+def node_config_path(node: str) -> str:
     return cri_config_path(docker("exec", node, "containerd", "config", "dump").stdout)
 
 

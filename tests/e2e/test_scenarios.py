@@ -14,7 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from localdev.ops.status import StatusChecker
 from localdev.render import registry_containers, render_node_hosts
+from localdev.settings import Settings
 from tests.harness.containerd import CriError, cri_pull, cri_remove_image
 from tests.harness.images import make_image, push_image
 
@@ -79,6 +81,15 @@ def _assert_wired(env: Environment, settings_hosts: dict[str, str]) -> None:
         assert cri_loaded(node), f"{node}: containerd's CRI plugin is not loaded"
 
 
+def _node_status(settings: Settings) -> list[str]:
+    """``localdev status``'s node lines for the stack, against the real engine."""
+    import docker as docker_sdk  # type: ignore[import-untyped]
+
+    checker = StatusChecker(settings, docker_sdk.from_env())
+    checker.nodes()
+    return [f"{'ok' if c.ok else 'FAIL'} {c.subject}: {c.message}" for c in checker.checks]
+
+
 def test_up_from_nothing(env: Environment) -> None:
     address = env.start_upstream(env.stack().settings().registry_image)
     for image in (HUB_IMAGE, GHCR_IMAGE):
@@ -102,6 +113,8 @@ def test_up_from_nothing(env: Environment) -> None:
             assert env.exec(node, "getent", "hosts", name).strip(), f"{node} cannot resolve {name}"
 
     _assert_wired(env, render_node_hosts(settings))
+    lines = _node_status(settings)
+    assert lines and all(line.startswith("ok ") for line in lines), "\n".join(lines)
 
     push_image(f"http://127.0.0.1:{PUSH_PORT}", PUSHED_IMAGE)
     nodes = env.node_names()
@@ -196,7 +209,13 @@ def test_hand_made_cluster_is_never_adopted_silently(env: Environment) -> None:
     made = env.kind("create", "cluster", "--name", env.stack_name, "--config=-", check=False, input=config)
     assert made.returncode == 0, made.stderr
     (node,) = env.node_names()
-    assert node_config_path(node) in (None, ""), "a plain kind cluster here already has config_path set"
+    assert node_config_path(node) == "", "a plain kind cluster here already has config_path set"
+    # What the wiring would write, by hand: matching files must not make status report it wired.
+    for rel, text in render_node_hosts(stack.settings()).items():
+        docker("exec", node, "mkdir", "-p", f"{CERTS_DIR}/{rel.rsplit('/', 1)[0]}")
+        docker("exec", "-i", node, "cp", "/dev/stdin", f"{CERTS_DIR}/{rel}", input=text)
+    lines = _node_status(stack.settings())
+    assert any(line.startswith("FAIL") and "effective CRI config_path is ''" in line for line in lines), lines
     try:
         env.up(stack)
     except ExecutorError as err:
