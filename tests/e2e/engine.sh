@@ -6,6 +6,7 @@
 #   engine.sh guard-install  drop container traffic that leaves the engine's own networks
 #   engine.sh guard-remove   remove every rule guard-install added
 #   engine.sh env            print DOCKER_HOST=...
+#   engine.sh status         exit 0 when the private engine answers
 #
 # The engine is Debian's docker.io, with its own data root (kept in the cache, so images built
 # once survive between runs), exec root, socket and pid file: it never touches a system dockerd.
@@ -116,5 +117,6 @@ case "${1:-}" in
   guard-install) guard_install ;;
   guard-remove) guard_remove ;;
   env) echo "DOCKER_HOST=unix://$sock" ;;
-  *) echo "usage: $0 start|stop|guard-install|guard-remove|env" >&2; exit 2 ;;
+  status) reachable ;;
+  *) echo "usage: $0 start|stop|guard-install|guard-remove|env|status" >&2; exit 2 ;;
 esac

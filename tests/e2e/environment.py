@@ -75,7 +75,7 @@ class Environment:
         start_engine()
         kind = debian.kind_binary()
         self.bin.mkdir(parents=True, exist_ok=True)
-        for name, target in (("kind", kind), ("docker", HERE / "standins" / "docker")):
+        for name, target in (("kind", kind), ("docker", HERE / "standins" / "docker.sh")):
             link = self.bin / name
             if not link.is_symlink() or os.readlink(link) != str(target):
                 link.unlink(missing_ok=True)

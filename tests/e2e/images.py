@@ -280,7 +280,7 @@ def ensure_node_image(tag: str) -> str:
     _kind_base_files(kind_src, root)
     _kind_manifests(kind_src, root)
     for name, dest in (("kubeadm", "usr/bin/kubeadm"), ("kubectl", "usr/bin/kubectl"), ("cgroup-rw", "usr/local/bin/cgroup-rw")):
-        shutil.copy2(STANDINS / name, root / dest)
+        shutil.copy2(STANDINS / f"{name}.sh", root / dest)
         (root / dest).chmod(0o755)
     (root / "kind/version").write_text(f"{version}\n")
     (root / "etc/kubernetes/manifests").mkdir(parents=True, exist_ok=True)
