@@ -229,7 +229,12 @@ class FakeDockerEngine:
             answered = cmd == ["containerd", "config", "dump"]
             data = (spec["dump"] if answered else f"{cmd[0]}: not found\n").encode()
             self.exit_codes[m.group(1)] = 0 if answered else 127
-            frame = bytes([1, 0, 0, 0]) + len(data).to_bytes(4, "big") + data
+            # containerd 2.1 logs a warning on stderr with every dump (kind's config has a key it
+            # no longer knows); the dump itself is stdout only.
+            warning = b'time="2026-12-01T00:00:00Z" level=warning msg="Ignoring unknown key in TOML"\n'
+            frame = b"".join(
+                bytes([stream, 0, 0, 0]) + len(chunk).to_bytes(4, "big") + chunk for stream, chunk in ((2, warning), (1, data))
+            )
             # As the engine does: the connection is upgraded to a raw stream. The client reads the
             # stream from the socket after the headers, so they go out first, on their own.
             h.send_response(101)

@@ -190,9 +190,11 @@ class StatusChecker:
 
     def _effective_config_path(self, node: Any, subject: str) -> None:
         """Files that match prove nothing if containerd does not read them: check what it really uses."""
-        code, output = node.exec_run(["containerd", "config", "dump"])
+        # containerd logs warnings (unknown keys, migrations) on stderr: only stdout is the dump.
+        code, (stdout, stderr) = node.exec_run(["containerd", "config", "dump"], demux=True)
+        output = stdout or b""
         if code != 0:
-            text = output.decode(errors="replace").strip()[:200]
+            text = (stderr or output).decode(errors="replace").strip()[:200]
             self.add(False, subject, f"containerd config dump failed in {node.name}: {text}", f"docker restart {node.name}")
             return
         path = cri_config_path(output.decode(errors="replace"))
