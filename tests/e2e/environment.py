@@ -161,9 +161,10 @@ class Environment:
             self.log(f"not applied (no API server here): {len(plan.not_applied)} resources, e.g. {plan.not_applied[0]}")
         return steps
 
-    def destroy(self) -> list[Step]:
+    def destroy(self, targets: tuple[str, ...] = ()) -> list[Step]:
+        """Everything, or the named resources and their dependents."""
         self.tools()
-        return self.executor().destroy()
+        return self.executor().destroy(targets)
 
     def remove_volumes(self) -> None:
         """The volumes ``destroy`` keeps (retain_on_delete), and the upstream's."""

@@ -12,9 +12,11 @@ is on https://www.pulumi.com/registry/packages/docker/api-docs/ and
 https://www.pulumi.com/registry/packages/command/api-docs/local/command/).
 
 What it does not do: Kubernetes resources (no API server exists here) and ``random`` resources are
-listed as not applied. Resources run one at a time in an order that respects the declared
-dependencies and nothing else: each resource runs as late as its dependents allow, and ties go
-to the one registered first, so the program's registration order never hides a missing edge.
+listed as not applied. Resources start one at a time in an order that respects the declared
+dependencies and nothing else: each resource starts as late as its dependents allow, and ties go
+to the one registered first, so the program's registration order never hides a missing edge. A
+container's wait for health overlaps with the steps that do not depend on it, as Pulumi runs
+independent steps concurrently; a dependent starts only once it is healthy.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import subprocess
 import tarfile
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -220,6 +223,7 @@ class State:
 class Step:
     op: str  # create | update | replace | delete | same
     name: str
+    seconds: float = 0.0
 
 
 # ------------------------------------------------------------------------------- providers
@@ -343,7 +347,6 @@ class Providers:
         for upload in inputs.get("uploads") or []:
             self._upload(container_id, upload)
         api.start(container_id)
-        self._await_running(inputs, container_id)
         return container_id, {"id": container_id, "name": inputs["name"]}
 
     def _upload(self, container_id: str, upload: Mapping[str, Any]) -> None:
@@ -364,7 +367,7 @@ class Providers:
         if not self.client.api.put_archive(container_id, "/", buffer.getvalue()):
             raise ExecutorError(f"upload of {path} into {container_id[:12]} refused")
 
-    def _await_running(self, inputs: Mapping[str, Any], container_id: str) -> None:
+    def await_running(self, inputs: Mapping[str, Any], container_id: str) -> None:
         """`must_run` (default true): the container must be running after creation. `wait`: "the Docker
         container is waited for being healthy state after creation. This requires your container to
         have a healthcheck"; `wait_timeout`: "Defaults to 60" seconds (container.py)."""
@@ -393,13 +396,16 @@ class Providers:
             time.sleep(0.5)
 
     def delete_container(self, record: Mapping[str, Any]) -> None:
+        """destroy_grace_seconds: "If defined will attempt to stop the container before destroying.
+        Container will be destroyed after `n` seconds or on successful stop" (container.py); without
+        it the container is removed by force at once."""
         import docker
 
-        try:
-            self.client.api.stop(record["id"], timeout=int(record["inputs"].get("destroyGraceSeconds") or 0) or 10)
+        grace = int(record["inputs"].get("destroyGraceSeconds") or 0)
+        with contextlib.suppress(docker.errors.NotFound):
+            if grace:
+                self.client.api.stop(record["id"], timeout=grace)
             self.client.api.remove_container(record["id"], v=True, force=True)
-        except docker.errors.NotFound:
-            pass
 
     # command.local.Command. `interpreter`: "On Linux and macOS, defaults to: ["/bin/sh", "-c"]";
     # `environment`: "Additional environment variables available to the command's process"; `stdin`
@@ -487,9 +493,21 @@ class Executor:
 
     def __init__(self, state_path: Path, env: Mapping[str, str], log: Callable[[str], None] = print) -> None:
         self.state = State.load(state_path)
+        self.env = dict(env)
         self.providers = Providers(env, log)
         self.log = log
         self.steps: list[Step] = []
+        # A container's create ends when it is healthy (`wait`); meanwhile the engine goes on with
+        # resources that do not depend on it, as Pulumi runs independent steps concurrently.
+        self._pool = ThreadPoolExecutor(max_workers=8)
+        self._pending: dict[str, Future[None]] = {}
+
+    def _settle(self, urns: Iterable[str]) -> None:
+        """Wait until the creates of ``urns`` have finished; a failed one fails the update here."""
+        for urn in list(urns):
+            future = self._pending.pop(urn, None)
+            if future is not None:
+                future.result()
 
     # Lookup of a reference in the current state (the resources created so far in this run).
     def _lookup(self, plan: Plan) -> Callable[[str, str], Any]:
@@ -528,6 +546,10 @@ class Executor:
         else:
             rid, outputs = p.create_command(resource.name, inputs)
         self._record(resource, rid, inputs, outputs)
+        if resource.type == CONTAINER:
+            # Its own client: the wait runs in another thread.
+            waiter = Providers(self.env, self.log)
+            self._pending[resource.urn] = self._pool.submit(waiter.await_running, inputs, rid)
 
     def _delete_record(self, urn: str, record: Mapping[str, Any], *, replacing: bool = False) -> None:
         name = record["name"]
@@ -585,13 +607,27 @@ class Executor:
         self.steps = []
         lookup = self._lookup(plan)
         pending_deletes: dict[str, dict[str, Any]] = {}
+        try:
+            self._update(plan, lookup, pending_deletes)
+            self._settle(self._pending)
+        finally:
+            for future in self._pending.values():
+                future.exception()
+            self._pending.clear()
+        gone = {u: r for u, r in self.state.resources.items() if u not in plan.resources}
+        self._delete_in_order({**gone, **pending_deletes}, replacing=False)
+        return self.steps
+
+    def _update(self, plan: Plan, lookup: Callable[[str, str], Any], pending_deletes: dict[str, dict[str, Any]]) -> None:
         for resource in adversarial_order(plan.resources):
+            self._settle(resource.deps)
+            started = time.monotonic()
             inputs = _resolve(resource.inputs, lookup)
             old = self.state.resources.get(resource.urn)
             if old is None:
                 self.log(f"+ create {resource.name}")
                 self._create(resource, inputs)
-                self.steps.append(Step("create", resource.name))
+                self.steps.append(Step("create", resource.name, time.monotonic() - started))
                 continue
             if old["inputs"] == inputs:
                 self.steps.append(Step("same", resource.name))
@@ -600,7 +636,7 @@ class Executor:
                 self.log(f"~ update {resource.name}")
                 outputs = self.providers.update_command(resource.name, inputs, old["outputs"])
                 self._record(resource, old["id"], inputs, outputs)
-                self.steps.append(Step("update", resource.name))
+                self.steps.append(Step("update", resource.name, time.monotonic() - started))
                 continue
             self.log(f"+- replace {resource.name}{' (delete first)' if resource.delete_before_replace else ''}")
             if resource.delete_before_replace:
@@ -613,12 +649,20 @@ class Executor:
                 del self.state.resources[resource.urn]
                 pending_deletes[f"{resource.urn}#old"] = old
                 self._create(resource, inputs)
-            self.steps.append(Step("replace", resource.name))
-        gone = {u: r for u, r in self.state.resources.items() if u not in plan.resources}
-        self._delete_in_order({**gone, **pending_deletes}, replacing=False)
-        return self.steps
+            self.steps.append(Step("replace", resource.name, time.monotonic() - started))
 
-    def destroy(self) -> list[Step]:
+    def destroy(self, targets: Iterable[str] = ()) -> list[Step]:
+        """Delete everything, or (like ``pulumi destroy --target NAME --target-dependents``) the
+        resources named in ``targets`` and everything that depends on them."""
         self.steps = []
-        self._delete_in_order(dict(self.state.resources))
+        wanted = {u for u, r in self.state.resources.items() if r["name"] in set(targets)}
+        if targets and not wanted:
+            raise ExecutorError(f"no resource named {sorted(targets)} in the state")
+        if wanted:
+            frontier = set(wanted)
+            while frontier:
+                frontier = {u for u, r in self.state.resources.items() if set(r["deps"]) & frontier and u not in wanted}
+                wanted |= frontier
+        records = {u: r for u, r in self.state.resources.items() if not targets or u in wanted}
+        self._delete_in_order(records)
         return self.steps

@@ -200,8 +200,10 @@ def test_more_workers_replace_the_cluster_and_wire_new_nodes(env: Environment) -
 
 
 def test_hand_made_cluster_is_never_adopted_silently(env: Environment) -> None:
-    env.destroy()
-    stack = env.stack()
+    # The registries stay; the cluster and what depends on it go (pulumi destroy --target).
+    env.destroy(targets=("cluster-kind",))
+    assert env.stack_name not in env.kind("get", "clusters").stdout.split()
+    stack = env.stack(mirrors=("docker.io",), workers=2)
     config = (
         "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\n"
         f"nodes:\n- role: control-plane\n  image: {stack.settings().node_image}\n"
