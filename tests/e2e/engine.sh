@@ -10,6 +10,9 @@
 #
 # The engine is Debian's docker.io, with its own data root (kept in the cache, so images built
 # once survive between runs), exec root, socket and pid file: it never touches a system dockerd.
+# It runs with --iptables=false: dockerd leaves its chains, NAT rules and a FORWARD policy of DROP
+# behind when it stops, and nothing here needs them (published ports go through docker-proxy,
+# containers must not reach outside anyway), so the guard below is the only rule it ever needs.
 # Its address pool is pinned, so every network it creates (the bridge, kind's network) lies in
 # POOL4, and the guard can be written before any container exists. kind gives its network the
 # fixed IPv6 subnet KIND_ULA (pkg/cluster/internal/providers/docker/network.go in kind's source).
@@ -52,6 +55,7 @@ start() {
     --pidfile "$pidfile" \
     --default-address-pool "base=$POOL4,size=24" \
     --dns "$DNS" \
+    --iptables=false \
     --log-level warn \
     </dev/null >"$log" 2>&1 &
   tries=0
@@ -82,19 +86,17 @@ stop() {
   rm -f "$pidfile"
 }
 
-# One chain per family, jumped to first: IPv4 from DOCKER-USER (where Docker wants user rules,
-# ahead of its own), IPv6 from FORWARD (this dockerd does not manage ip6tables, and the host
-# forwards IPv6). Only traffic from the engine's networks is matched: it may go to another of
-# them over one of the engine's bridges (docker0, br-*), and anything else is dropped.
+# One chain per family, jumped to first from FORWARD (the host forwards IPv4 and IPv6). Only
+# traffic from the engine's networks is matched: it may go to another of them over one of the
+# engine's bridges (docker0, br-*), and anything else is dropped.
 guard_install() {
   guard_remove
-  iptables -w -N DOCKER-USER 2>/dev/null || true
   iptables -w -N "$CHAIN"
   for bridge in docker0 br-+; do
     iptables -w -A "$CHAIN" -s "$POOL4" -d "$POOL4" -o "$bridge" -j RETURN
   done
   iptables -w -A "$CHAIN" -s "$POOL4" -j DROP
-  iptables -w -I DOCKER-USER 1 -j "$CHAIN"
+  iptables -w -I FORWARD 1 -j "$CHAIN"
   ip6tables -w -N "$CHAIN"
   # Neighbour discovery and multicast cross the bridge.
   ip6tables -w -A "$CHAIN" -d fe80::/10 -j RETURN
@@ -105,7 +107,7 @@ guard_install() {
 }
 
 guard_remove() {
-  while iptables -w -D DOCKER-USER -j "$CHAIN" 2>/dev/null; do :; done
+  while iptables -w -D FORWARD -j "$CHAIN" 2>/dev/null; do :; done
   if iptables -w -F "$CHAIN" 2>/dev/null; then iptables -w -X "$CHAIN"; fi
   while ip6tables -w -D FORWARD -j "$CHAIN" 2>/dev/null; do :; done
   if ip6tables -w -F "$CHAIN" 2>/dev/null; then ip6tables -w -X "$CHAIN"; fi
