@@ -55,6 +55,12 @@ def check_guard() -> None:
                 raise RuntimeError(f"network {name} has subnet {subnet}, outside the egress guard {GUARDED}")
 
 
+def guard_drops() -> int:
+    """Packets the egress guard has dropped so far (its IPv4 chain's DROP counter)."""
+    out = subprocess.run(["iptables", "-w", "-L", "LOCALDEV-E2E", "-v", "-x", "-n"], capture_output=True, text=True, check=True)
+    return sum(int(line.split()[0]) for line in out.stdout.splitlines() if " DROP " in f" {line} ")
+
+
 @dataclass
 class Environment:
     """One end-to-end stack on the private engine."""

@@ -22,7 +22,7 @@ from tests.harness.images import make_image, push_image
 
 from .checks import CERTS_DIR, cri_loaded, listening_addresses, node_config_path, node_hosts_files, published
 from .docker import docker, inspect
-from .environment import UPSTREAM, Environment
+from .environment import UPSTREAM, Environment, guard_drops
 from .executor import ExecutorError
 from .stack import PUSH_PORT
 
@@ -135,6 +135,13 @@ def test_up_from_nothing(env: Environment) -> None:
     for node in others:
         _pull_in(env, node, list(PULLS))
     assert env.upstream_blob_gets() == after_first, "a second node's pull reached the upstream: the cache did not serve it"
+
+    # A name no container has is forwarded by Docker's DNS to the engine's outside resolver, and
+    # the guard drops the query (a reserved .invalid name: nothing public is ever looked up).
+    dropped = guard_drops()
+    lookup = docker("exec", first, "timeout", "6", "getent", "hosts", "e2e-guard-check.invalid", check=False)
+    assert lookup.returncode != 0 and not lookup.stdout.strip(), lookup.stdout
+    assert guard_drops() > dropped, "the lookup of an outside name was not dropped by the egress guard"
 
 
 def test_up_again_changes_nothing(env: Environment) -> None:
