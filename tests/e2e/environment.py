@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from . import debian, images
 from .docker import docker, inspect
 from .executor import Executor, Plan, Step, load_plan
 from .paths import cache_dir
-from .stack import DEFAULT_STACK, TestStack, default_settings, standin_node_image
+from .stack import DEFAULT_STACK, TestStack
 
 HERE = Path(__file__).resolve().parent
 ENGINE = HERE / "engine.sh"
@@ -191,11 +190,3 @@ class Environment:
 
     def exec(self, node: str, *args: str) -> str:
         return docker("exec", node, *args).stdout
-
-
-def status_json(values: Mapping[str, Any]) -> str:
-    return json.dumps(values, indent=2, sort_keys=True)
-
-
-def default_node_tag() -> str:
-    return standin_node_image(default_settings().node_image)

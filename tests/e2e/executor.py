@@ -46,6 +46,20 @@ CONTAINER = "docker:index/container:Container"
 COMMAND = "command:local:Command"
 APPLIED = (VOLUME, REMOTE_IMAGE, CONTAINER, COMMAND)
 
+#: The inputs the executor implements, per type. Any other input the program declares fails the
+#: run: an input the executor silently dropped would make a test pass on something never applied.
+SUPPORTED_INPUTS = {
+    VOLUME: {"name", "labels", "driver"},
+    REMOTE_IMAGE: {"name", "keepLocally"},
+    CONTAINER: {
+        "name", "image", "envs", "ports", "volumes", "labels", "restart", "healthcheck", "wait", "waitTimeout",
+        "mustRun", "uploads", "entrypoints", "command", "logDriver", "logOpts", "networkMode", "destroyGraceSeconds",
+    },
+    # `logging` only chooses what the CLI shows of the command's output.
+    COMMAND: {"create", "update", "delete", "stdin", "environment", "triggers", "logging", "interpreter", "dir",
+              "addPreviousOutputInEnv"},
+}  # fmt: skip
+
 #: A provider output the program reads, before the real value exists: ⟦key|field⟧.
 _REF = re.compile(r"\u27e6([^|\u27e7]+)\|([A-Za-z]+)\u27e7")
 
@@ -145,6 +159,9 @@ def plan_from_graph(graph: Graph) -> Plan:
         )
     keys = {r.key: r.urn for r in resources.values()}
     for resource in resources.values():
+        unknown = sorted(set(resource.inputs) - SUPPORTED_INPUTS[resource.type])
+        if unknown:
+            raise ExecutorError(f"{resource.name}: the executor does not implement {resource.type} inputs {unknown}")
         for key, _ in _refs(resource.inputs):
             if key not in keys:
                 raise ExecutorError(f"{resource.name} reads an output of {key}, which the executor does not apply")
@@ -328,6 +345,8 @@ class Providers:
             mounts=mounts,
             # restart: "Must be one of 'no', 'on-failure', 'always', 'unless-stopped'. Defaults to `no`."
             restart_policy={"Name": inputs.get("restart") or "no"},
+            # log_driver / log_opts: the container's logging driver and its options.
+            log_config={"Type": inputs.get("logDriver") or "json-file", "Config": dict(inputs.get("logOpts") or {})},
             network_mode=inputs.get("networkMode") or "bridge",
         )
         created = api.create_container(
