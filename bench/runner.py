@@ -228,7 +228,7 @@ class Bench:
     def new_cache(self, name: str) -> RegistryProcess:
         """A pull-through cache with the environment the product gives its container."""
         assert self.settings is not None and self.relay is not None
-        self.relay.mode = "pass"  # 2.8 panics at start if its upstream is unreachable (FIELD-NOTES)
+        self.relay.mode = "pass"  # 2.8 panics at start if its upstream is unreachable (distribution #4038)
         env = render_cache_env(self.settings, self.settings.mirrors[0])
         cache = RegistryProcess(self.workdir, name, env=env).start()
         self._cleanup.append(cache.stop)

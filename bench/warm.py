@@ -5,7 +5,7 @@
   :func:`warm_by_pull`, which pulls every manifest and blob once, verifying
   digests. On distribution 2.8 each missed blob is fetched upstream twice (once
   for the client, once by the cache's own background store), so this costs
-  about twice the image bytes; 3.0 fixed that (FIELD-NOTES).
+  about twice the image bytes; 3.0 fixed that (distribution PR #3569; docs/sources.md).
 * :func:`warm_by_prefetch` asks the cache for every blob and drops each
   response after its headers. The cache's background store still fetches the
   whole blob once, while the copy streamed to the client stops when the

@@ -19,6 +19,9 @@ from localdev.settings import REGISTRY_API_PORT, REGISTRY_DEBUG_PORT, Mirror, Se
 
 #: Where distribution keeps its data inside the registry:3 image.
 DATA_DIR = "/var/lib/registry"
+#: Docker's json-file driver keeps every line forever by default: at most 3 files of 10 MB per registry.
+LOG_DRIVER = "json-file"
+LOG_OPTS = {"max-size": "10m", "max-file": "3"}
 
 
 @dataclass
@@ -84,6 +87,8 @@ class Registry(pulumi.ComponentResource):
             volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name, container_path=DATA_DIR)],
             labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(args.labels.items())],
             restart="unless-stopped",
+            log_driver=LOG_DRIVER,
+            log_opts=LOG_OPTS,
             healthcheck=docker.ContainerHealthcheckArgs(
                 tests=["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{REGISTRY_API_PORT}/v2/"],
                 interval="10s",

@@ -27,6 +27,9 @@ _DOMAIN_RE = re.compile(
 )
 _TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$|^sha512:[0-9a-f]{128}$")
+#: Images that must be named by digest: kind's node images (kind v0.33.0's release notes: a tag
+#: alone may name an image built for another kind release).
+DIGEST_REQUIRED = frozenset({(DOCKER_HUB, "kindest/node")})
 
 
 @dataclass(frozen=True, order=True)

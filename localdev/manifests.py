@@ -32,9 +32,9 @@ BUILTIN_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-n
 
 #: Ordering no manifest field expresses: manifest stem → stems it must wait for.
 RUNTIME_ORDER: Mapping[str, tuple[str, ...]] = {
-    # velero's default BackupStorageLocation needs its bucket: minio.yaml's Job creates it,
-    # and Pulumi waits for that Job to complete.
-    "velero": ("minio",),
+    # velero's default BackupStorageLocation names the backup store: seaweedfs.yaml's StatefulSet
+    # serves it (and makes its bucket at start), and Pulumi waits for the StatefulSet to be ready.
+    "velero": ("seaweedfs",),
 }
 
 
@@ -50,6 +50,8 @@ class GeneratedValue:
     """Shortest value accepted from config."""
     max_length: int = 256
     """Longest value accepted from config."""
+    secret: bool = True
+    """Whether the value must be stored encrypted (``pulumi config set --secret``); a user name need not be."""
 
 
 #: Secret config values the workloads read (``WorkloadsArgs.secrets`` keys).
@@ -57,9 +59,10 @@ SECRET_CONFIG: Mapping[str, GeneratedValue] = {
     "postgresPassword": GeneratedValue(32),
     "redisPassword": GeneratedValue(32),
     "grafanaAdminPassword": GeneratedValue(24),
-    # MinIO accepts access keys of 3-20 and secret keys of 8-40 characters.
-    "minioRootUser": GeneratedValue(16, upper=False, min_length=3, max_length=20),
-    "minioRootPassword": GeneratedValue(32, min_length=8, max_length=40),
+    # The backup store's S3 identity (docs/backup-store.md). AWS-style lengths: access key ids
+    # of 16-128 characters, secret keys of at least 8 (SeaweedFS itself takes any non-empty pair).
+    "backupStoreAccessKey": GeneratedValue(20, min_length=16, max_length=128, secret=False),
+    "backupStoreSecretKey": GeneratedValue(40, min_length=8, max_length=128),
 }
 
 
@@ -85,15 +88,24 @@ SECRETS: Mapping[str, SecretSpec] = {
         SecretSpec("data", "postgres-credentials", {"password": "{postgresPassword}"}),
         SecretSpec("data", "redis-credentials", {"password": "{redisPassword}"}),
         SecretSpec("observability", "grafana-admin", {"password": "{grafanaAdminPassword}"}),
-        SecretSpec("velero", "minio-credentials", {"rootUser": "{minioRootUser}", "rootPassword": "{minioRootPassword}"}),
+        SecretSpec(
+            "velero",
+            "backup-store-credentials",
+            {"accessKeyId": "{backupStoreAccessKey}", "secretAccessKey": "{backupStoreSecretKey}"},
+        ),
         # velero's object-store plugin reads an AWS shared-credentials file.
         SecretSpec(
             "velero",
             "cloud-credentials",
-            {"cloud": "[default]\naws_access_key_id={minioRootUser}\naws_secret_access_key={minioRootPassword}\n"},
+            {"cloud": "[default]\naws_access_key_id={backupStoreAccessKey}\naws_secret_access_key={backupStoreSecretKey}\n"},
         ),
     )
 }
+
+
+#: ConfigMaps the manifests mount that the program renders from the stack's settings
+#: (``localdev.render.render_workload_config_maps``) instead of defining them in ``k8s/``, keyed ``namespace/name``.
+GENERATED_CONFIG_MAPS = frozenset({"observability/prometheus-config"})
 
 
 @dataclass(frozen=True)
@@ -112,6 +124,10 @@ class ManifestFile:
     """(group, kind) of every object in the file."""
     secret_refs: frozenset[tuple[str, str, str | None]]
     """(namespace, Secret name, key or None for the whole Secret) the file's pods read."""
+    config_map_refs: frozenset[tuple[str, str]] = field(default=frozenset())
+    """(namespace, ConfigMap name) the file's pods mount or read."""
+    config_maps: frozenset[tuple[str, str]] = field(default=frozenset())
+    """(namespace, ConfigMap name) the file defines."""
     depends_on: tuple[str, ...] = field(default=())
     """Stems of the files it waits for, filled in by :func:`plan_manifests`."""
 
@@ -137,6 +153,19 @@ def _secret_refs(node: Any, namespace: str) -> Iterator[tuple[str, str, str | No
             yield from _secret_refs(item, namespace)
 
 
+def _config_map_refs(node: Any, namespace: str) -> Iterator[tuple[str, str]]:
+    """Every ConfigMap reference below ``node``: configMap volumes, envFrom configMapRef, configMapKeyRef."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("configMap", "configMapRef", "configMapKeyRef") and isinstance(value, dict) and "name" in value:
+                yield namespace, str(value["name"])
+            else:
+                yield from _config_map_refs(value, namespace)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _config_map_refs(item, namespace)
+
+
 def _read_manifest(path: Path) -> ManifestFile:
     docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
     namespaces: set[str] = set()
@@ -144,6 +173,8 @@ def _read_manifest(path: Path) -> ManifestFile:
     used_ns: set[str] = set()
     kinds: set[tuple[str, str]] = set()
     refs: set[tuple[str, str, str | None]] = set()
+    map_refs: set[tuple[str, str]] = set()
+    maps: set[tuple[str, str]] = set()
     for doc in docs:
         kind, group = str(doc["kind"]), _group(str(doc["apiVersion"]))
         kinds.add((group, kind))
@@ -155,6 +186,9 @@ def _read_manifest(path: Path) -> ManifestFile:
         if namespace:
             used_ns.add(str(namespace))
             refs.update(_secret_refs(doc.get("spec"), str(namespace)))
+            map_refs.update(_config_map_refs(doc.get("spec"), str(namespace)))
+            if kind == "ConfigMap":
+                maps.add((str(namespace), str(doc["metadata"]["name"])))
     return ManifestFile(
         stem=path.stem,
         path=path,
@@ -163,14 +197,20 @@ def _read_manifest(path: Path) -> ManifestFile:
         used_namespaces=frozenset(used_ns),
         used_kinds=frozenset(kinds),
         secret_refs=frozenset(refs),
+        config_map_refs=frozenset(map_refs),
+        config_maps=frozenset(maps),
     )
 
 
-def plan_manifests(manifests_dir: Path, secrets: Mapping[str, SecretSpec] = SECRETS) -> list[ManifestFile]:
+def plan_manifests(
+    manifests_dir: Path,
+    secrets: Mapping[str, SecretSpec] = SECRETS,
+    generated_config_maps: frozenset[str] = GENERATED_CONFIG_MAPS,
+) -> list[ManifestFile]:
     """Read every ``*.yaml`` under ``manifests_dir``; return them in apply order, each with its dependencies.
 
     The order is topological, ties broken by file name, so it is the same on every run.
-    Raises ``ValueError`` for a namespace, CRD or Secret that nothing provides, and for a cycle.
+    Raises ``ValueError`` for a namespace, CRD, Secret or ConfigMap that nothing provides, and for a cycle.
     """
     files = {m.stem: m for m in (_read_manifest(p) for p in sorted(manifests_dir.glob("*.yaml")))}
     if not files:
@@ -178,6 +218,11 @@ def plan_manifests(manifests_dir: Path, secrets: Mapping[str, SecretSpec] = SECR
     ns_owner = {ns: m.stem for m in files.values() for ns in m.namespaces}
     crd_owner = {crd: m.stem for m in files.values() for crd in m.crds}
     provided = {(s.namespace, s.name): set(s.values) for s in secrets.values()}
+    defined_maps = {ref for m in files.values() for ref in m.config_maps}
+    generated_maps = {tuple(key.split("/", 1)) for key in generated_config_maps}
+    clashing = sorted(f"{ns}/{name}" for ns, name in defined_maps & generated_maps)
+    if clashing:
+        raise ValueError(f"ConfigMap(s) {clashing} are rendered by the program; remove them from {manifests_dir}")
     planned: dict[str, ManifestFile] = {}
     for stem, m in files.items():
         deps: set[str] = set(RUNTIME_ORDER.get(stem, ()))
@@ -191,6 +236,11 @@ def plan_manifests(manifests_dir: Path, secrets: Mapping[str, SecretSpec] = SECR
                 raise ValueError(f"{m.path.name}: Secret {ns}/{name} is not one the Workloads component creates")
             if key is not None and key not in provided[(ns, name)]:
                 raise ValueError(f"{m.path.name}: Secret {ns}/{name} has no key {key!r}")
+        missing_maps = sorted(f"{ns}/{name}" for ns, name in m.config_map_refs - defined_maps - generated_maps)
+        if missing_maps:
+            raise ValueError(
+                f"{m.path.name}: ConfigMap {missing_maps[0]} is defined by no file in {manifests_dir} and not rendered"
+            )
         deps.discard(stem)
         unknown = deps - set(files)
         if unknown:
@@ -216,14 +266,6 @@ def plan_manifests(manifests_dir: Path, secrets: Mapping[str, SecretSpec] = SECR
 def namespace_files(plan: Sequence[ManifestFile]) -> dict[str, str]:
     """Namespace → stem of the file defining it."""
     return {ns: m.stem for m in plan for ns in m.namespaces}
-
-
-def check_secret_length(key: str, spec: GeneratedValue, value: str) -> None:
-    if not spec.min_length <= len(value) <= spec.max_length:
-        raise ValueError(
-            f"config '{key}' must be {spec.min_length}-{spec.max_length} characters long (got {len(value)}). "
-            f"Fix: pulumi config set --secret {key} VALUE, or remove it to generate one"
-        )
 
 
 @dataclass

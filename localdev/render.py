@@ -21,8 +21,8 @@ from localdev.settings import REGISTRY_API_PORT, REGISTRY_DEBUG_PORT, Mirror, Se
 #: Where every node's containerd looks for per-registry hosts.toml files.
 CERTS_DIR = "/etc/containerd/certs.d"
 
-#: Host ports (on 127.0.0.1) → NodePorts of the services users open in a browser.
-UI_PORTS = {"grafana": (3000, 30300), "prometheus": (9090, 30900), "jaeger": (16686, 31686)}
+#: NodePorts of the services users open in a browser; their host ports are settings (``Settings.ui_ports``).
+UI_NODE_PORTS = {"grafana": 30300, "prometheus": 30900, "jaeger": 31686}
 
 #: The shell scripts the program runs (its Commands, the caches' entrypoint), read as they are:
 #: what `pulumi up` runs and what a user reads are the same bytes.
@@ -67,8 +67,8 @@ def render_kind_config(settings: Settings) -> str:
     control_plane: dict[str, object] = {"role": "control-plane", "image": settings.node_image}
     nodes = [dict(control_plane) for _ in range(settings.control_planes)]
     nodes[0]["extraPortMappings"] = [
-        {"containerPort": node_port, "hostPort": host_port, "listenAddress": "127.0.0.1", "protocol": "TCP"}
-        for host_port, node_port in UI_PORTS.values()
+        {"containerPort": node_port, "hostPort": settings.ui_ports[ui], "listenAddress": "127.0.0.1", "protocol": "TCP"}
+        for ui, node_port in UI_NODE_PORTS.items()
     ]
     nodes += [{"role": "worker", "image": settings.node_image} for _ in range(settings.workers)]
     config = {
@@ -108,6 +108,8 @@ def render_node_hosts(settings: Settings) -> dict[str, str]:
 
 def _registry_common_env() -> dict[str, str]:
     return {
+        # Every request at debug level fills the container log; info keeps requests and errors.
+        "REGISTRY_LOG_LEVEL": "info",
         "REGISTRY_HTTP_DEBUG_ADDR": f"0.0.0.0:{REGISTRY_DEBUG_PORT}",
         "REGISTRY_HTTP_DEBUG_PROMETHEUS_ENABLED": "true",
         "REGISTRY_HTTP_DEBUG_PROMETHEUS_PATH": "/metrics",
@@ -155,11 +157,17 @@ def render_env_file(env: Mapping[str, str]) -> str:
 
 
 def render_registry_hosting(settings: Settings) -> str:
-    """``localRegistryHosting.v1`` of the ``local-registry-hosting`` ConfigMap (KEP-1755)."""
+    """``localRegistryHosting.v1`` of the ``local-registry-hosting`` ConfigMap (KEP-1755).
+
+    ``hostFromContainerRuntime`` is the name Tilt and Skaffold write into pod specs, so it must be
+    one the nodes' containerd has a ``certs.d/<name>/hosts.toml`` for: ``localhost:PORT``
+    (:func:`render_node_hosts`). Any other name is pulled over HTTPS and fails against the plain
+    HTTP push registry.
+    """
     return dump_yaml(
         {
             "host": settings.push_host,
-            "hostFromContainerRuntime": f"{settings.push_name}:{REGISTRY_API_PORT}",
+            "hostFromContainerRuntime": settings.push_host,
             "hostFromClusterNetwork": f"{settings.push_name}:{REGISTRY_API_PORT}",
             "help": "https://kind.sigs.k8s.io/docs/user/local-registry/",
         }
@@ -233,3 +241,132 @@ def render_network_attachment_command(settings: Settings) -> ShellCommand:
         delete=read_script("detach-network.sh"),
         environment={"CONTAINERS": " ".join(registry_containers(settings))},
     )
+
+
+#: Files inside the pod that hold the service account's credentials.
+_SERVICE_ACCOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
+#: In-cluster Services Prometheus scrapes by name: job → target (k8s/ defines each Service and port).
+_SERVICE_TARGETS = (
+    # The collector's own telemetry.
+    ("otel-collector", "otel-collector.observability.svc.cluster.local:8888", False),
+    # Metrics applications push to the collector over OTLP, re-exposed by its prometheus exporter:
+    # keep the applications' own labels.
+    ("otel-collector-exporter", "otel-collector.observability.svc.cluster.local:8889", True),
+    ("loki", "loki.observability.svc.cluster.local:3100", False),
+    # Jaeger v2's own telemetry (service.telemetry.metrics in its config).
+    ("jaeger", "jaeger.observability.svc.cluster.local:8888", False),
+    ("grafana", "grafana.observability.svc.cluster.local:3000", False),
+)
+
+
+def _kubelet_job(name: str, metrics_path: str | None) -> dict[str, object]:
+    # Straight to each node's kubelet (:10250); kind's kubelet serving certificates are
+    # self-signed, hence insecure_skip_verify.
+    job: dict[str, object] = {"job_name": name, "scheme": "https"}
+    if metrics_path:
+        job["metrics_path"] = metrics_path
+    job |= {
+        "authorization": {"credentials_file": f"{_SERVICE_ACCOUNT}/token"},
+        "tls_config": {"insecure_skip_verify": True},
+        "kubernetes_sd_configs": [{"role": "node"}],
+        "relabel_configs": [
+            {"action": "labelmap", "regex": "__meta_kubernetes_node_label_(.+)"},
+            {"source_labels": ["__meta_kubernetes_node_name"], "target_label": "node"},
+        ],
+    }
+    return job
+
+
+def render_prometheus_config(settings: Settings) -> str:
+    """``prometheus.yml`` for this stack: the cluster, the platform Services, and this stack's registry caches.
+
+    The caches are docker containers on the ``kind`` network, not pods, so they are
+    scraped by container name (``settings.cache_name``) at their debug port, one
+    target per configured mirror and labelled with its upstream; the push registry
+    too. Pods reach them only if CoreDNS's upstream (the node's resolver, Docker's
+    embedded DNS on the kind network) answers for container names; where it does
+    not, the targets are simply down (``up == 0``).
+    """
+    caches = [
+        {"targets": [f"{settings.cache_name(m)}:{REGISTRY_DEBUG_PORT}"], "labels": {"upstream": m.host}}
+        for m in sorted(settings.mirrors, key=lambda m: m.host)
+    ]
+    config = {
+        "global": {
+            "scrape_interval": "30s",
+            "scrape_timeout": "10s",
+            "evaluation_interval": "30s",
+            "external_labels": {"cluster": settings.cluster_name},
+        },
+        "scrape_configs": [
+            {"job_name": "prometheus", "static_configs": [{"targets": ["localhost:9090"]}]},
+            # The API server (the "kubernetes" Service in "default").
+            {
+                "job_name": "kubernetes-apiservers",
+                "scheme": "https",
+                "authorization": {"credentials_file": f"{_SERVICE_ACCOUNT}/token"},
+                "tls_config": {"ca_file": f"{_SERVICE_ACCOUNT}/ca.crt"},
+                "kubernetes_sd_configs": [{"role": "endpointslice", "namespaces": {"names": ["default"]}}],
+                "relabel_configs": [
+                    {
+                        "source_labels": ["__meta_kubernetes_service_name", "__meta_kubernetes_endpointslice_port_name"],
+                        "action": "keep",
+                        "regex": "kubernetes;https",
+                    }
+                ],
+            },
+            _kubelet_job("kubelet", None),
+            _kubelet_job("kubernetes-cadvisor", "/metrics/cadvisor"),
+            # Any pod annotated prometheus.io/scrape: "true" (port and path from
+            # prometheus.io/port and prometheus.io/path).
+            {
+                "job_name": "kubernetes-pods",
+                "kubernetes_sd_configs": [{"role": "pod"}],
+                "relabel_configs": [
+                    {
+                        "source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"],
+                        "action": "keep",
+                        "regex": "true",
+                    },
+                    {"source_labels": ["__meta_kubernetes_pod_phase"], "action": "drop", "regex": "Pending|Succeeded|Failed"},
+                    {
+                        "source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_path"],
+                        "action": "replace",
+                        "target_label": "__metrics_path__",
+                        "regex": "(.+)",
+                    },
+                    {
+                        "source_labels": ["__meta_kubernetes_pod_ip", "__meta_kubernetes_pod_annotation_prometheus_io_port"],
+                        "action": "replace",
+                        "regex": "(.+);(\\d+)",
+                        "replacement": "$1:$2",
+                        "target_label": "__address__",
+                    },
+                    {"action": "labelmap", "regex": "__meta_kubernetes_pod_label_(.+)"},
+                    {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+                    {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+                    {"source_labels": ["__meta_kubernetes_pod_node_name"], "target_label": "node"},
+                ],
+            },
+            *(
+                {"job_name": job, **({"honor_labels": True} if honor else {}), "static_configs": [{"targets": [target]}]}
+                for job, target, honor in _SERVICE_TARGETS
+            ),
+            {"job_name": "registry-caches", "metrics_path": "/metrics", "static_configs": caches},
+            {
+                "job_name": "push-registry",
+                "metrics_path": "/metrics",
+                "static_configs": [{"targets": [f"{settings.push_name}:{REGISTRY_DEBUG_PORT}"]}],
+            },
+        ],
+    }
+    return dump_yaml(config)
+
+
+def render_workload_config_maps(settings: Settings) -> dict[str, dict[str, str]]:
+    """ConfigMaps the workloads mount that depend on the stack, keyed ``namespace/name`` → data.
+
+    The Workloads component creates them; ``k8s/`` only names them
+    (``localdev.manifests.GENERATED_CONFIG_MAPS``).
+    """
+    return {"observability/prometheus-config": {"prometheus.yml": render_prometheus_config(settings)}}

@@ -559,3 +559,140 @@ def promtool_ready(config: Mapping[str, Any], workdir: Path, with_kubernetes_sd:
             if job.pop("kubernetes_sd_configs", None) is not None:
                 job.setdefault("file_sd_configs", []).append({"files": [sd_file.as_posix()]})
     return checked
+
+
+# --- OpenTelemetry Collector-style configs (the otel-collector and Jaeger v2) ----------------------------------------
+
+OTELCOL_SECTIONS = ("receivers", "processors", "exporters", "connectors", "extensions")
+#: Component types Jaeger v2.20.0 builds in: cmd/jaeger/internal/components.go (the factories' type names).
+JAEGER_V2_COMPONENTS: dict[str, frozenset[str]] = {
+    "extensions": frozenset(
+        {
+            "healthcheckv2",
+            "pprof",
+            "zpages",
+            "basicauth",
+            "sigv4auth",
+            "jaeger_query",
+            "jaeger_storage",
+            "remote_sampling",
+            "expvar",
+            "storage_cleaner",
+            "remote_storage",
+        }
+    ),
+    "receivers": frozenset({"otlp", "nop", "jaeger", "kafka", "zipkin"}),
+    "exporters": frozenset(
+        {"debug", "otlp", "otlp_grpc", "otlphttp", "otlp_http", "nop", "jaeger_storage_exporter", "kafka", "prometheus"}
+    ),
+    "processors": frozenset({"batch", "memory_limiter", "tail_sampling", "attributes", "filter", "adaptive_sampling"}),
+    "connectors": frozenset({"forward", "spanmetrics"}),
+}
+#: Fields of the Jaeger-specific components, from their mapstructure tags at v2.20.0:
+#: cmd/jaeger/internal/extension/jaegerquery/{config.go,internal/flags.go},
+#: cmd/internal/storageconfig/config.go, internal/storage/v2/memory/config.go,
+#: cmd/jaeger/internal/exporters/storageexporter/config.go.
+JAEGER_V2_FIELDS: dict[str, frozenset[str]] = {
+    "jaeger_query": frozenset(
+        {
+            "storage",
+            "base_path",
+            "ui",
+            "bearer_token_propagation",
+            "header_forwarding",
+            "multi_tenancy",
+            "max_clock_skew_adjust",
+            "max_trace_size",
+            "enable_tracing",
+            "http",
+            "grpc",
+            "ai",
+            "otlp_proxy",
+        }
+    ),
+    "jaeger_query.storage": frozenset({"traces", "traces_archive", "metrics"}),
+    "jaeger_storage": frozenset({"backends", "metric_backends"}),
+    "jaeger_storage.backend": frozenset({"memory", "badger", "grpc", "cassandra", "elasticsearch", "opensearch", "clickhouse"}),
+    "memory": frozenset({"max_traces"}),
+    "jaeger_storage_exporter": frozenset({"trace_storage", "queue", "retry_on_failure"}),
+}
+
+
+def otelcol_problems(config: Mapping[str, Any], known: Mapping[str, frozenset[str]] | None = None) -> list[str]:
+    """What an OpenTelemetry Collector build would refuse at start, as far as structure goes.
+
+    Every pipeline and ``service.extensions`` entry must be a defined component;
+    every defined component's type (the name before ``/``) must be one the build
+    has, when ``known`` lists them; pipelines are ``traces``, ``metrics`` or ``logs``
+    (optionally ``/name``) and each has a receiver and an exporter.
+    """
+    problems = []
+    unknown_top = set(config) - {*OTELCOL_SECTIONS, "service"}
+    if unknown_top:
+        problems.append(f"unknown top-level sections {sorted(unknown_top)}")
+    defined = {section: set(config.get(section) or {}) for section in OTELCOL_SECTIONS}
+    if known is not None:
+        for section, names in defined.items():
+            for name in sorted(names):
+                if name.split("/")[0] not in known.get(section, frozenset()):
+                    problems.append(f"{section}.{name}: no such component type in this build")
+    service = config.get("service") or {}
+    for name in service.get("extensions") or []:
+        if name not in defined["extensions"]:
+            problems.append(f"service.extensions: {name} is not defined under extensions")
+    pipelines = service.get("pipelines") or {}
+    if not pipelines:
+        problems.append("service.pipelines: none")
+    for pipeline, spec in pipelines.items():
+        if pipeline.split("/")[0] not in ("traces", "metrics", "logs"):
+            problems.append(f"service.pipelines.{pipeline}: not a traces, metrics or logs pipeline")
+        for section in ("receivers", "processors", "exporters"):
+            for name in (spec or {}).get(section) or []:
+                if name not in defined[section] and name not in defined["connectors"]:
+                    problems.append(f"service.pipelines.{pipeline}.{section}: {name} is not defined")
+        for section in ("receivers", "exporters"):
+            if not (spec or {}).get(section):
+                problems.append(f"service.pipelines.{pipeline}: no {section}")
+    return problems
+
+
+def jaeger_v2_problems(config: Mapping[str, Any]) -> list[str]:
+    """Jaeger v2's own rules on top of :func:`otelcol_problems`: known fields, storage names that resolve."""
+    problems = otelcol_problems(config, JAEGER_V2_COMPONENTS)
+    extensions = config.get("extensions") or {}
+    exporters = config.get("exporters") or {}
+
+    def fields(where: str, node: Any, allowed_key: str) -> None:
+        if not isinstance(node, dict):
+            problems.append(f"{where}: expected a mapping")
+            return
+        extra = set(node) - JAEGER_V2_FIELDS[allowed_key]
+        if extra:
+            problems.append(f"{where}: unknown field(s) {sorted(extra)}")
+
+    storage = extensions.get("jaeger_storage") or {}
+    fields("extensions.jaeger_storage", storage, "jaeger_storage")
+    backends = storage.get("backends") or {}
+    for name, backend in backends.items():
+        fields(f"extensions.jaeger_storage.backends.{name}", backend, "jaeger_storage.backend")
+        if isinstance(backend, dict) and len(backend) != 1:
+            problems.append(f"extensions.jaeger_storage.backends.{name}: exactly one storage type, got {sorted(backend)}")
+        if isinstance(backend, dict) and "memory" in backend:
+            fields(f"extensions.jaeger_storage.backends.{name}.memory", backend["memory"] or {}, "memory")
+    for name, query in ((n, q) for n, q in extensions.items() if n.split("/")[0] == "jaeger_query"):
+        fields(f"extensions.{name}", query, "jaeger_query")
+        wanted = (query or {}).get("storage") or {}
+        fields(f"extensions.{name}.storage", wanted, "jaeger_query.storage")
+        if not wanted.get("traces"):
+            problems.append(f"extensions.{name}.storage.traces is required")
+        for role in ("traces", "traces_archive"):
+            if wanted.get(role) and wanted[role] not in backends:
+                problems.append(f"extensions.{name}.storage.{role}: {wanted[role]!r} is no jaeger_storage backend")
+    for name, exporter in ((n, e) for n, e in exporters.items() if n.split("/")[0] == "jaeger_storage_exporter"):
+        fields(f"exporters.{name}", exporter, "jaeger_storage_exporter")
+        target = (exporter or {}).get("trace_storage")
+        if target not in backends:
+            problems.append(f"exporters.{name}.trace_storage: {target!r} is no jaeger_storage backend")
+    if any(n.split("/")[0] in ("jaeger_query", "jaeger_storage_exporter") for n in [*extensions, *exporters]) and not storage:
+        problems.append("extensions.jaeger_storage: required by jaeger_query and jaeger_storage_exporter")
+    return problems

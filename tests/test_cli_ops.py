@@ -384,17 +384,17 @@ def dead_port() -> int:
         (
             ["warm", "--registry", "{cache}", "--manifests", "/nonexistent/k8s"],
             2,
-            "error: manifests directory /nonexistent/k8s does not exist",
+            "error: --manifests /nonexistent/k8s: no such directory",
         ),
         (["warm", "--registry", "{cache}", "--manifests", "{badyaml}"], 2, "bad.yaml line 2: not valid YAML"),
-        (["warm", "-j", "0", "alpha:1"], 2, "error: --jobs 0: use 1 to 64"),
+        (["warm", "-j", "0", "alpha:1"], 2, "error: localdev warm: argument --jobs/-j: '0': use a whole number from 1 to 64"),
         (
             ["stats", "--registry", "ftp://example.com"],
             2,
             "error: registry URL 'ftp://example.com': scheme must be http or https",
         ),
         (["stats", "--metrics-url", "http://127.0.0.1:1"], 2, "error: --metrics-url and --storage go with --registry URL"),
-        (["stats", "--stack", "nope"], 2, "error: config '--stack': Pulumi.nope.yaml does not exist"),
+        (["stats", "--stack", "nope"], 2, "error: --stack: there is no Pulumi.nope.yaml"),
     ],
 )
 def test_bad_input_is_one_line_and_the_right_exit_code(

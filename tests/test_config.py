@@ -55,12 +55,12 @@ def test_dev_stack_file_parses() -> None:
         ({"mirrors": ["docker.io", "docker.io"]}, "mirrors", "listed twice"),
         ({"mirrors": ["ghcr.io=5001"]}, "mirrors", "both want 127.0.0.1:5001"),
         ({"mirrors": ["docker.io", "quay.io=5100"]}, "mirrors", "both want 127.0.0.1:5100"),
-        ({"pushRegistryPort": 5000}, "mirrors", "both want 127.0.0.1:5000"),
+        ({"pushRegistryPort": 5000}, "pushRegistryPort", "both want 127.0.0.1:5000"),
         ({"mirrors": ["ghcr.io=5002=ftp://ghcr.io"]}, "mirrors", "not a scheme://host"),
         ({"mirrors": ["ghcr.io=5002=https://ghcr.io/v2/x"]}, "mirrors", "not a scheme://host"),
         ({"mirrors": ["not a host"]}, "mirrors", "does not start with a registry host"),
         ({"mirrors": ["my.registry.example"]}, "mirrors", "has no default cache port"),
-        ({"mirrors": ["ghcr.io=80"]}, "mirrors (ghcr.io)", "outside 1024-65535"),
+        ({"mirrors": ["ghcr.io=80"]}, "mirrors", "outside 1024-65535"),
         ({"mirrors": []}, "mirrors", "no registry to cache"),
         ({"mirrors": "docker.io"}, "mirrors", "not a list"),
         ({"workers": 11}, "workers", "outside 0-10"),
@@ -68,6 +68,7 @@ def test_dev_stack_file_parses() -> None:
         ({"controlPlanes": 2}, "controlPlanes", "quorum"),
         ({"clusterName": "My_Cluster"}, "clusterName", "not a valid kind cluster name"),
         ({"nodeImage": "kindest/node"}, "nodeImage", "not pinned"),
+        ({"nodeImage": "kindest/node:v1.37.0"}, "nodeImage", "requires its node images by digest"),
         ({"registryImage": "registry:latest"}, "registryImage", "not pinned"),
         ({"proxyTtl": "a week"}, "proxyTtl", "not a Go duration"),
         ({"retainCaches": "yes"}, "retainCaches", "true or false"),
@@ -91,5 +92,5 @@ def test_mirror_defaults_for_well_known_hosts() -> None:
 
 
 def test_missing_stack_file_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match=r"Pulumi\.nope\.yaml does not exist"):
+    with pytest.raises(ConfigError, match=r"there is no Pulumi\.nope\.yaml"):
         stack_values("nope")

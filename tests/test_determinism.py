@@ -56,7 +56,7 @@ SECRETS = {
     "dockerHubPassword": "dckr_pat_determinism-canary-7f3a",
     "postgresPassword": "pg-determinism-canary-51c9",
     "grafanaAdminPassword": "grafana-determinism-canary-0b2e",
-    "minioRootPassword": "minio-determinism-canary-93d4",
+    "backupStoreSecretKey": "backup-store-determinism-canary-93d4",
 }
 
 # --------------------------------------------------------------------------- the runner
@@ -124,10 +124,10 @@ def canonical(value):
 
 def render_all(values):
     import localdev
-    from localdev import render
-    from localdev.settings import parse_settings
+    from localdev import image_lock, render
+    from localdev.settings import SECRET_KEYS, parse_settings
 
-    settings = parse_settings(values)
+    settings = parse_settings(values, SECRET_KEYS)  # as a stack file whose secrets are all encrypted
     first = min(settings.mirrors, key=lambda m: m.host)  # by name: the mirrors' order is under test
     choices = {
         "settings": [("", settings)],
@@ -140,6 +140,7 @@ def render_all(values):
         "server": [("upstream", first.remote_url), ("no-upstream", None)],
         "host_url": [("cache", "http://cache:5000")],
         "capabilities": [("push", ("pull", "resolve", "push"))],
+        "lock": [("", image_lock.load_lock())],
     }
     results, missing = {}, []
     for info in sorted(pkgutil.iter_modules(localdev.__path__), key=lambda m: m.name):

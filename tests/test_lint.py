@@ -52,11 +52,11 @@ def project_files() -> list[Path]:
 
 
 def is_shell_script(path: Path) -> bool:
-    """``*.sh``, ``.ci/run``, and anything under ``scripts/`` that is a shell script."""
+    """``*.sh``, ``.ci/run``, and anything under ``scripts/`` or ``tests/stand_ins/`` that is a shell script."""
     rel = path.relative_to(ROOT)
     if path.suffix in (".sh", ".bash") or rel == Path(".ci/run"):
         return True
-    if rel.parts[0] == "scripts" and path.suffix == "":
+    if (rel.parts[0] == "scripts" or rel.parts[:2] == ("tests", "stand_ins")) and path.suffix == "":
         with path.open("rb") as handle:
             first = handle.readline()
         return first.startswith(b"#!") and any(shell in first for shell in (b"sh", b"bash", b"dash"))

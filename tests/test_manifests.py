@@ -32,9 +32,9 @@ import yaml
 from components import workloads as workloads_module
 from components.workloads import Workloads, WorkloadsArgs
 from localdev.images import parse_reference
-from localdev.manifests import SECRET_CONFIG, SECRETS, check_secret_length, plan_manifests
-from localdev.render import UI_PORTS
-from localdev.settings import REGISTRY_DEBUG_PORT, parse_settings, stack_values
+from localdev.manifests import SECRET_CONFIG, SECRETS, plan_manifests
+from localdev.render import UI_NODE_PORTS, render_prometheus_config, render_workload_config_maps
+from localdev.settings import REGISTRY_DEBUG_PORT, ConfigError, parse_settings, stack_values
 from tests import manifest_checks as mc
 from tests.program import ProgramMocks, RecordingMonitor, is_secret
 
@@ -59,7 +59,7 @@ def parsed_config(name: str, namespace: str, key: str) -> Any:
 def test_one_manifest_file_per_service() -> None:
     stems = {p.stem for p in mc.K8S_DIR.glob("*.yaml")}
     assert set(SERVICE_FILES) <= stems
-    assert stems - set(SERVICE_FILES) == {"00-namespaces", "velero-crds", "minio"}
+    assert stems - set(SERVICE_FILES) == {"00-namespaces", "velero-crds", "seaweedfs"}
     for stem in SERVICE_FILES:
         assert any(d.kind in mc.POD_TEMPLATE_KINDS for d in docs_of(stem)), f"{stem}.yaml runs nothing"
 
@@ -161,28 +161,9 @@ def test_image_check_catches(ref: str, fault: str) -> None:
 
 
 def test_image_check_accepts_tags_and_digests() -> None:
-    assert mc.image_problems("quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z.hotfix.7aa24e772") == []
+    assert mc.image_problems("docker.io/chrislusf/seaweedfs:4.47") == []
     assert mc.image_problems("registry.k8s.io/pause@sha256:" + "a" * 64) == []
     assert mc.image_problems("postgres:16.14-alpine"), "a name without its registry must be refused"
-
-
-def test_expected_image_lines() -> None:
-    images = {parse_reference(c["image"]) for _, spec in mc.workloads(DOCS) for _, c in mc.containers(spec)}
-    by_repo = {(i.registry, i.repository): i.tag or "" for i in images if i}
-    assert re.fullmatch(r"16\.\d+-alpine", by_repo[("docker.io", "library/postgres")])
-    assert re.fullmatch(r"7\.\d+\.\d+-alpine", by_repo[("docker.io", "library/redis")])
-    for repo in (
-        "prom/prometheus",
-        "grafana/grafana",
-        "grafana/loki",
-        "grafana/promtail",
-        "jaegertracing/all-in-one",
-        "otel/opentelemetry-collector-contrib",
-        "velero/velero",
-        "velero/velero-plugin-for-aws",
-    ):
-        assert ("docker.io", repo) in by_repo, repo
-    assert ("quay.io", "minio/minio") in by_repo
 
 
 def test_every_container_has_requests_limits_and_probes() -> None:
@@ -276,22 +257,35 @@ def test_velero_credentials_file_is_the_mounted_secret() -> None:
     volume = next(v for v in spec["volumes"] if v["name"] == "cloud-credentials")
     assert env["AWS_SHARED_CREDENTIALS_FILE"] == f"{mounts['cloud-credentials']}/cloud"
     assert "cloud" in SECRETS[f"velero/{volume['secret']['secretName']}"].values
-    assert "aws_secret_access_key={minioRootPassword}" in SECRETS["velero/cloud-credentials"].values["cloud"]
+    assert "aws_secret_access_key={backupStoreSecretKey}" in SECRETS["velero/cloud-credentials"].values["cloud"]
 
 
 # --- Prometheus ------------------------------------------------------------------------------------------------------
 
 
-def prometheus_config() -> dict[str, Any]:
-    return dict(parsed_config("prometheus-config", "observability", "prometheus.yml"))
+#: The dev stack (what scripts/up brings up), and a stack that shares nothing with it.
+DEV_SETTINGS = parse_settings(stack_values("dev"))
+OTHER_SETTINGS = parse_settings(
+    {
+        "clusterName": "team-b",
+        "pushRegistryPort": 5201,
+        "mirrors": ["docker.io=5200", "registry.k8s.io=5204", "mirror.example.org=5210=https://mirror.example.org"],
+    }
+)
 
 
-def jobs() -> dict[str, dict[str, Any]]:
-    return {job["job_name"]: job for job in prometheus_config()["scrape_configs"]}
+def prometheus_config(settings: Any = DEV_SETTINGS) -> dict[str, Any]:
+    """The prometheus.yml the program renders for a stack (not in k8s/: it names the stack's containers)."""
+    return dict(yaml.safe_load(render_prometheus_config(settings)))
 
 
-def test_prometheus_config_passes_promtool(tmp_path: Path) -> None:
-    config = prometheus_config()
+def jobs(settings: Any = DEV_SETTINGS) -> dict[str, dict[str, Any]]:
+    return {job["job_name"]: job for job in prometheus_config(settings)["scrape_configs"]}
+
+
+@pytest.mark.parametrize("settings", [DEV_SETTINGS, OTHER_SETTINGS], ids=["dev", "other-stack"])
+def test_prometheus_config_passes_promtool(tmp_path: Path, settings: Any) -> None:
+    config = prometheus_config(settings)
     assert not config.get("rule_files"), "rule files would need `promtool check rules` too"
     assert mc.kubernetes_sd_problems(config) == []
     done = promtool_check(mc.promtool_ready(config, tmp_path, with_kubernetes_sd=True), tmp_path)
@@ -342,18 +336,45 @@ def test_prometheus_scrapes_the_platform_services() -> None:
     for job, service in wanted.items():
         [target] = static[job]
         assert mc.resolve_service(mc.split_endpoint(target)[0], "observability") == ("observability", service)
-    in_cluster = {job: targets for job, targets in static.items() if job not in ("registry-caches", "prometheus")}
+    outside = ("registry-caches", "push-registry", "prometheus")
+    in_cluster = {job: targets for job, targets in static.items() if job not in outside}
     assert mc.reference_problems(in_cluster, "observability", SERVICES) == []
     assert mc.reference_problems({"x": ["grafana.observability.svc.cluster.local:3001"]}, "observability", SERVICES)
 
 
-def test_prometheus_scrapes_every_registry_cache_by_container_name() -> None:
-    settings = parse_settings({"mirrors": ["docker.io", "ghcr.io", "quay.io", "registry.k8s.io"]})
+@pytest.mark.parametrize("settings", [DEV_SETTINGS, OTHER_SETTINGS], ids=["dev", "other-stack"])
+def test_prometheus_scrapes_this_stacks_registries_by_container_name(settings: Any) -> None:
     expected = {f"{settings.cache_name(m)}:{REGISTRY_DEBUG_PORT}": m.host for m in settings.mirrors}
-    job = jobs()["registry-caches"]
+    job = jobs(settings)["registry-caches"]
     assert job.get("metrics_path", "/metrics") == "/metrics"
     got = {t: sc["labels"]["upstream"] for sc in job["static_configs"] for t in sc["targets"]}
     assert got == expected
+    [push] = [t for sc in jobs(settings)["push-registry"]["static_configs"] for t in sc["targets"]]
+    assert push == f"{settings.push_name}:{REGISTRY_DEBUG_PORT}"
+    assert prometheus_config(settings)["global"]["external_labels"] == {"cluster": settings.cluster_name}
+
+
+def test_workloads_rendered_for_another_stack_name_only_its_containers() -> None:
+    ours = {DEV_SETTINGS.cache_name(m) for m in DEV_SETTINGS.mirrors} | {DEV_SETTINGS.push_name}
+    theirs = {OTHER_SETTINGS.cache_name(m) for m in OTHER_SETTINGS.mirrors} | {OTHER_SETTINGS.push_name}
+    assert theirs == {
+        "team-b-cache-docker-io",
+        "team-b-cache-registry-k8s-io",
+        "team-b-cache-mirror-example-org",
+        "team-b-registry",
+    }
+    rendered = "\n".join(text for data in render_workload_config_maps(OTHER_SETTINGS).values() for text in data.values())
+    named = set(re.findall(r"\b([a-z0-9-]+):" + str(REGISTRY_DEBUG_PORT) + r"\b", rendered))
+    assert named == theirs
+    assert not any(name in rendered for name in ours), "another stack's config names this stack's containers"
+    assert "localdev" not in rendered
+    # Nothing in k8s/ names a registry container, a cache port or a mirror: the program renders what does.
+    for path in sorted(mc.K8S_DIR.glob("*.yaml")):
+        text = path.read_text()
+        for name in ours:
+            assert name not in text, f"{path.name} names the container {name}; render it from the settings"
+        for mirror in DEV_SETTINGS.mirrors:
+            assert f":{mirror.port}" not in text and f":{mirror.metrics_port}" not in text, (path.name, mirror.host)
 
 
 def test_prometheus_exports_the_otel_collector_metrics() -> None:
@@ -513,16 +534,22 @@ def test_databases_keep_data_on_standard_pvcs(name: str, mount: str) -> None:
     assert {"name": claim["metadata"]["name"], "mountPath": mount} in container["volumeMounts"]
 
 
-def test_velero_backs_up_to_minio() -> None:
+def test_velero_backs_up_to_the_seaweedfs_store_with_the_same_credentials() -> None:
     bsl = mc.find(DOCS, "BackupStorageLocation", "default", "velero").obj["spec"]
     assert bsl["default"] is True and bsl["provider"] == "aws"
     assert bsl["config"]["s3ForcePathStyle"] == "true"
-    assert bsl["config"]["s3Url"] == "http://minio.velero.svc:9000"
+    assert bsl["config"]["s3Url"] == "http://seaweedfs.velero.svc:8333"
     assert mc.reference_problems(bsl["config"], "velero", SERVICES) == []
-    job = mc.find(DOCS, "Job", "minio-create-bucket", "velero")
-    script = " ".join(job.obj["spec"]["template"]["spec"]["containers"][0]["args"])
-    assert f"mc mb --ignore-existing local/{bsl['objectStorage']['bucket']}" in script
-    assert mc.reference_problems(re.findall(r"https?://\S+", script), "velero", SERVICES) == []
+    store = mc.pod_spec(mc.find(DOCS, "StatefulSet", "seaweedfs", "velero"))
+    assert store is not None
+    [container] = store["containers"]
+    assert f"-bucket={bsl['objectStorage']['bucket']}" in container["args"]
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+    store_secret = SECRETS[f"velero/{env['AWS_ACCESS_KEY_ID']['name']}"]
+    assert store_secret.values[env["AWS_ACCESS_KEY_ID"]["key"]] == "{backupStoreAccessKey}"
+    assert store_secret.values[env["AWS_SECRET_ACCESS_KEY"]["key"]] == "{backupStoreSecretKey}"
+    cloud = SECRETS["velero/cloud-credentials"].values["cloud"]
+    assert "aws_access_key_id={backupStoreAccessKey}" in cloud and "aws_secret_access_key={backupStoreSecretKey}" in cloud
     velero = mc.pod_spec(mc.find(DOCS, "Deployment", "velero", "velero"))
     assert velero is not None
     [plugin] = velero["initContainers"]
@@ -539,8 +566,9 @@ def test_ui_node_ports() -> None:
             [(workload, spec)] = mc.service_backends(doc, DOCS)
             for port in doc.obj["spec"]["ports"]:
                 node_ports[port["nodePort"]] = (workload.name, mc.container_port(spec, port["targetPort"]))
-    assert node_ports == {UI_PORTS[ui][1]: backend for ui, backend in expected.items()}
-    assert set(UI_PORTS.values()) == {(3000, 30300), (9090, 30900), (16686, 31686)}
+    assert node_ports == {UI_NODE_PORTS[ui]: backend for ui, backend in expected.items()}
+    assert UI_NODE_PORTS == {"grafana": 30300, "prometheus": 30900, "jaeger": 31686}
+    assert parse_settings({}).ui_ports == {"grafana": 3000, "prometheus": 9090, "jaeger": 16686}
 
 
 # --- the Workloads component under Pulumi mocks ----------------------------------------------------------------------
@@ -596,7 +624,8 @@ def _run_component() -> list[dict[str, Any]]:
                 provider=provider,
                 manifests_dir=mc.K8S_DIR,
                 depends_on=[wiring],
-                secrets={"postgresPassword": GIVEN_POSTGRES_PASSWORD, "grafanaAdminPassword": None, "minioRootPassword": ""},
+                secrets={"postgresPassword": GIVEN_POSTGRES_PASSWORD, "grafanaAdminPassword": None, "backupStoreSecretKey": ""},
+                config_maps=render_workload_config_maps(OTHER_SETTINGS),
             ),
         )
         return pulumi.Output.all(component.urls, *(cf.urn for cf in component.config_files.values()))
@@ -646,7 +675,7 @@ def test_component_orders_namespaces_crds_and_secrets(recorded: list[dict[str, A
         if record["type"] == "kubernetes:yaml/v2:ConfigFile" and name != "workloads-velero-crds":
             assert namespaces in deps[name], name
     assert urns["workloads-velero-crds"] in deps["workloads-velero"]
-    assert urns["workloads-minio"] in deps["workloads-velero"]
+    assert urns["workloads-seaweedfs"] in deps["workloads-velero"]
 
     secrets = [r for r in recorded if r["type"] == "kubernetes:core/v1:Secret"]
     assert {f"{s['object']['metadata']['namespace']}/{s['object']['metadata']['name']}" for s in secrets} == set(SECRETS)
@@ -673,11 +702,13 @@ def test_component_secret_values_are_secret_and_never_plain(recorded: list[dict[
     assert all(values.values())
     assert values["postgres-credentials"]["password"] == GIVEN_POSTGRES_PASSWORD
     assert values["grafana-admin"]["password"] == "generated-workloads-grafana-admin-password"
-    assert values["minio-credentials"]["rootPassword"] == "generated-workloads-minio-root-password", "empty means generate"
+    store = values["backup-store-credentials"]
+    assert store["secretAccessKey"] == "generated-workloads-backup-store-secret-key", "empty means generate"
+    assert store["accessKeyId"] == "generated-workloads-backup-store-access-key"
     cloud = values["cloud-credentials"]["cloud"]
     assert cloud == (
-        "[default]\naws_access_key_id=generated-workloads-minio-root-user\n"
-        "aws_secret_access_key=generated-workloads-minio-root-password\n"
+        "[default]\naws_access_key_id=generated-workloads-backup-store-access-key\n"
+        "aws_secret_access_key=generated-workloads-backup-store-secret-key\n"
     )
     passwords = [r for r in recorded if r["type"] == "random:index/randomPassword:RandomPassword"]
     assert sorted(r["name"] for r in passwords) == sorted(f"workloads-{workloads_module._kebab(k)}" for k in SECRET_CONFIG)
@@ -702,18 +733,44 @@ def test_component_children_are_named_after_it(recorded: list[dict[str, Any]]) -
     assert {r["type"] for r in children} == {
         "kubernetes:yaml/v2:ConfigFile",
         "kubernetes:core/v1:Secret",
+        "kubernetes:core/v1:ConfigMap",
         "random:index/randomPassword:RandomPassword",
     }
 
 
-def test_component_rejects_unknown_secrets_and_bad_lengths(tmp_path: Path) -> None:
+def test_component_creates_the_rendered_config_maps_between_namespace_and_reader(recorded: list[dict[str, Any]]) -> None:
+    [config_map] = [r for r in recorded if r["type"] == "kubernetes:core/v1:ConfigMap"]
+    assert config_map["name"] == "workloads-observability-prometheus-config"
+    assert config_map["object"]["metadata"]["namespace"] == "observability"
+    assert config_map["object"]["metadata"]["name"] == "prometheus-config"
+    assert config_map["object"]["data"] == {"prometheus.yml": render_prometheus_config(OTHER_SETTINGS)}
+    urns = {r["name"]: r["urn"] for r in recorded}
+    deps = {r["name"]: set(r["dependencies"]) for r in recorded}
+    assert urns["workloads-00-namespaces"] in deps[config_map["name"]]
+    assert urns["test-wiring"] in deps[config_map["name"]]
+    assert config_map["urn"] in deps["workloads-prometheus"]
+    assert config_map["parent"] == urns["workloads"]
+
+
+def test_component_refuses_missing_or_unknown_rendered_config_maps() -> None:
+    args: dict[str, Any] = {"provider": None, "manifests_dir": mc.K8S_DIR, "depends_on": [], "secrets": {}}
+    with pytest.raises(ValueError, match="observability/prometheus-config"):
+        Workloads("w", WorkloadsArgs(**args))
+    maps = {**render_workload_config_maps(DEV_SETTINGS), "observability/extra": {"a": "b"}}
+    with pytest.raises(ValueError, match="unknown rendered ConfigMap"):
+        Workloads("w", WorkloadsArgs(**args, config_maps=maps))
+
+
+def test_component_rejects_unknown_secrets_and_settings_reject_bad_lengths(tmp_path: Path) -> None:
     provider_args: dict[str, Any] = {"provider": None, "manifests_dir": mc.K8S_DIR, "depends_on": []}
     with pytest.raises(ValueError, match="unknown workload secret"):
         Workloads("w", WorkloadsArgs(**provider_args, secrets={"postgresPasword": "x"}))  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="minioRootPassword"):
-        Workloads("w", WorkloadsArgs(**provider_args, secrets={"minioRootPassword": "short"}))  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="minioRootUser"):
-        check_secret_length("minioRootUser", SECRET_CONFIG["minioRootUser"], "x" * 21)
+    # Lengths are checked with every other setting, before any resource exists.
+    for key, spec in SECRET_CONFIG.items():
+        for bad in ("x" * (spec.min_length - 1), "x" * (spec.max_length + 1)):
+            if bad:
+                with pytest.raises(ConfigError, match=key):
+                    parse_settings({key: bad}, [key] if spec.secret else [])
 
 
 def test_plan_rejects_what_nothing_provides(tmp_path: Path) -> None:
@@ -730,3 +787,13 @@ def test_plan_rejects_what_nothing_provides(tmp_path: Path) -> None:
         plan_manifests(tmp_path)
     (tmp_path / "app.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: a}\n")
     assert [(p.stem, p.depends_on) for p in plan_manifests(tmp_path)] == [("ns", ()), ("app", ("ns",))]
+    (tmp_path / "pod.yaml").write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: a}\n"
+        "spec:\n  containers: [{name: c, image: docker.io/library/busybox:1.37}]\n"
+        "  volumes: [{name: v, configMap: {name: missing}}]\n"
+    )
+    with pytest.raises(ValueError, match="ConfigMap a/missing is defined by no file"):
+        plan_manifests(tmp_path)
+    assert plan_manifests(tmp_path, generated_config_maps=frozenset({"a/missing"}))
+    with pytest.raises(ValueError, match=r"\['a/c'\] are rendered by the program"):
+        plan_manifests(tmp_path, generated_config_maps=frozenset({"a/missing", "a/c"}))

@@ -22,11 +22,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, Self
 
 import httpx
 import pytest
-import yaml
 
 from localdev.render import SCRIPTS_DIR, render_cache_entrypoint, render_cache_env, render_hosts_toml, render_push_env
 from localdev.settings import Settings, parse_settings
@@ -60,106 +59,38 @@ BUSYBOX_APPLETS = ("env", "sed", "sleep", "timeout", "wget")
 
 
 # ------------------------------------------------------------------ the script
-class EntrypointCache:
+class EntrypointCache(RegistryProcess):
     """``SHELL registry-entrypoint.sh CONFIG`` on loopback, in its own process group.
 
-    ``registry`` (never started itself) supplies the config file, the storage
-    and the environment overlay (``render_cache_env`` plus the harness's forced
-    loopback address and storage keys); ``overrides`` is applied on top.
+    A :class:`RegistryProcess` whose command is the cache containers' entrypoint:
+    the same config file, storage and environment (``render_cache_env`` plus the
+    harness's forced loopback address and storage keys), ``overrides`` on top.
     """
 
-    def __init__(self, registry: RegistryProcess, shell: Sequence[str], overrides: Mapping[str, str]) -> None:
-        self.registry = registry
+    def __init__(self, workdir: Path, name: str, env: Mapping[str, str], shell: Sequence[str], overrides: Mapping[str, str]):
+        super().__init__(workdir, name, env=env)
         self.shell = list(shell)
         self.overrides = dict(overrides)
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-        self._starts = 0
 
     @property
-    def url(self) -> str:
-        return self.registry.url
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self._proc
 
-    @property
-    def host(self) -> str:
-        return self.registry.host
+    def command(self) -> list[str]:
+        return [*self.shell, str(SCRIPT), str(self.config_path)]
 
-    @property
-    def log_path(self) -> Path:
-        return self.registry.dir / "entrypoint.log"
+    def process_env(self) -> dict[str, str]:
+        return {**super().process_env(), "REGISTRY_BIN": "docker-registry", **self.overrides}
 
-    def env(self) -> dict[str, str]:
-        return {**self.registry.process_env(), "REGISTRY_BIN": "docker-registry", **self.overrides}
-
-    def start(self, wait: bool = True, timeout: float = 20.0) -> EntrypointCache:
-        reg = self.registry
-        reg.storage.mkdir(parents=True, exist_ok=True)
-        reg.config_path.write_text(yaml.safe_dump(reg.config(), sort_keys=False))
-        self._close_log()
-        self._starts += 1
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self._log.write(f"--- test: start {self._starts} ---\n".encode())
-        self._log.flush()
-        self.proc = subprocess.Popen(
-            [*self.shell, str(SCRIPT), str(reg.config_path)],
-            cwd=reg.dir,
-            env=self.env(),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        if wait:
-            self.wait_ready(timeout)
-        return self
-
-    def wait_ready(self, timeout: float) -> float:
-        """Block until ``/v2/`` answers 200; return the seconds waited."""
-        start = time.monotonic()
-        with httpx.Client(trust_env=False) as client:
-            while True:
-                assert self.proc is not None
-                if self.proc.poll() is not None:
-                    raise AssertionError(f"entrypoint exited with {self.proc.returncode}; log:\n{self.log_tail()}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if client.get(f"{self.url}/v2/", timeout=1.0).status_code == 200:
-                        return time.monotonic() - start
-                if time.monotonic() - start > timeout:
-                    raise AssertionError(f"cache not serving within {timeout:.0f}s; log:\n{self.log_tail()}")
-                time.sleep(0.05)
+    def start(self, wait: bool = True, timeout: float = 20.0) -> Self:
+        return super().start(wait=wait, timeout=timeout)
 
     def stop(self, timeout: float = 15.0, sig: signal.Signals = signal.SIGTERM) -> int | None:
-        """Signal the script (SIGTERM, as ``docker stop`` does); SIGKILL its group after ``timeout``."""
-        code: int | None = None
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(sig)
-                try:
-                    code = self.proc.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    code = None
-            else:
-                code = self.proc.returncode
-            self._kill_group()
-        self._close_log()
-        return code
+        return super().stop(timeout, sig)
 
     def crash(self) -> None:
         """SIGKILL the script and everything it started (a container killed hard)."""
-        self._kill_group()
-        self._close_log()
-
-    def _kill_group(self) -> None:
-        assert self.proc is not None
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=10)
-
-    def _close_log(self) -> None:
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        self.kill()
 
     # -------------------------------------------------------------- inspection
     def registry_pids(self, *, group: bool = False) -> list[int]:
@@ -175,15 +106,9 @@ class EntrypointCache:
                     pids.append(int(stat_file.parent.name))
         return pids
 
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def log_tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
-
     def script_lines(self) -> list[str]:
         """The script's own log lines since the last start."""
-        current = self.log_text().rpartition(f"--- test: start {self._starts} ---\n")[2]
+        current = self.log_text().rpartition(f"--- harness: start {self._starts} ---\n")[2]
         return [line for line in current.splitlines() if line.startswith("localdev: ")]
 
     def modes(self) -> list[str]:
@@ -227,7 +152,7 @@ SHELLS = {
 
 
 @pytest.fixture
-def cache_factory(make_registry: Callable[..., RegistryProcess], request: pytest.FixtureRequest) -> Iterator[CacheFactory]:
+def cache_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[CacheFactory]:
     """``cache_factory(relay, name="cache", shell="sh", start=True, **env_overrides)``.
 
     The environment is ``render_cache_env(settings_for(relay), mirror)`` plus
@@ -243,7 +168,7 @@ def cache_factory(make_registry: Callable[..., RegistryProcess], request: pytest
         argv, use_busybox = SHELLS[shell]
         if use_busybox:
             overrides = {"PATH": request.getfixturevalue("busybox_path"), **overrides}
-        cache = EntrypointCache(make_registry(name, env=env, start=False), argv, overrides)
+        cache = EntrypointCache(tmp_path / "caches", name, env, argv, overrides)
         caches.append(cache)
         return cache.start() if start else cache
 
@@ -302,7 +227,7 @@ def warm(cache: EntrypointCache, image: SyntheticImage) -> None:
 
 def wait_stored(cache: EntrypointCache, image: SyntheticImage) -> None:
     """Wait until every blob of ``image`` is on disk and linked into its repository."""
-    storage = cache.registry.storage
+    storage = cache.storage
     links = storage / f"docker/registry/v2/repositories/{image.repo}/_layers/sha256"
     wait_until(
         lambda: all(stored_blob(storage, d).exists() and (links / d[7:] / "link").exists() for d in image.blobs),
@@ -368,7 +293,7 @@ def test_offline_boot_serves_cached_images_and_fails_fast_on_others(
 
     relay.mode = "refuse"
     # Regression guard: without the script, a proxy-mode registry on this storage exits at start.
-    bare = make_registry("cache", env=cache.registry.env, start=False)
+    bare = make_registry("cache", env=cache.env, start=False)
     bare.start(wait=False)
     code = bare.wait_exit(15)
     assert code not in (None, 0), f"a bare proxy-mode registry should exit when its upstream is down (code {code})"
@@ -376,7 +301,7 @@ def test_offline_boot_serves_cached_images_and_fails_fast_on_others(
 
     cache.start()
     assert cache.modes()[-1] == "read-only", cache.script_lines()
-    probe_timeout = cache.env()["LOCALDEV_PROBE_TIMEOUT_SECONDS"]
+    probe_timeout = cache.process_env()["LOCALDEV_PROBE_TIMEOUT_SECONDS"]
     assert re.match(
         rf"localdev: upstream {re.escape(relay.url)} unreachable \(no HTTP answer within {probe_timeout}s: "
         r".*[Cc]onnection refused.*\); serving cached content read-only$",
@@ -419,10 +344,10 @@ def test_blackholed_upstream_at_boot_serves_cached_tags_after_the_probe_timeout(
     assert cache.stop() == 0
 
     relay.mode = "blackhole"
-    probe_timeout = float(cache.env()["LOCALDEV_PROBE_TIMEOUT_SECONDS"])
+    probe_timeout = float(cache.process_env()["LOCALDEV_PROBE_TIMEOUT_SECONDS"])
     bound = probe_timeout + SLACK
     # Regression guard, run alongside: a bare proxy-mode registry hangs at start and never serves.
-    bare = make_registry("bare", env=cache.registry.env, start=False)
+    bare = make_registry("bare", env=cache.env, start=False)
     bare.start(wait=False)
     cache.start(wait=False)
     seconds, _ = pull_until(cache.url, cached, timeout=bound + 10)
@@ -469,7 +394,7 @@ def test_upstream_return_restores_pull_through_within_the_recheck_interval(
 
     relay.mode = "pass"
     relay.reset()
-    bound = int(FAST_RECHECK) + float(cache.env()["LOCALDEV_PROBE_TIMEOUT_SECONDS"]) + SLACK
+    bound = int(FAST_RECHECK) + float(cache.process_env()["LOCALDEV_PROBE_TIMEOUT_SECONDS"]) + SLACK
     seconds, _ = pull_until(cache.url, fresh, timeout=bound + 10, attempt_timeout=2.0)
     print(f"\n[{shell}] upstream back: uncached image pulled through {seconds:.1f}s later")
     assert seconds < bound, f"{seconds:.1f}s > bound {bound:.0f}s"
@@ -529,8 +454,8 @@ def test_blob_cut_mid_transfer_is_retried_and_never_served_corrupt(
     print(f"\nblob cut after 300 kB: pulled intact after {attempts} attempt(s), {seconds:.1f}s")
     for _ in range(3):
         pull(cache.url, big)
-    wait_until(stored_blob(cache.registry.storage, layer).exists, 10, "the cache storing the cut blob after a good fetch")
-    assert assert_storage_intact(cache.registry.storage) >= len(big.blobs)
+    wait_until(stored_blob(cache.storage, layer).exists, 10, "the cache storing the cut blob after a good fetch")
+    assert assert_storage_intact(cache.storage) >= len(big.blobs)
     # From disk alone: a fresh read-only cache serves the very bytes.
     assert cache.stop() == 0
     relay.mode = "refuse"
@@ -581,7 +506,7 @@ def test_killed_mid_pull_keeps_everything_cached_before(
 
     # 2. the whole container dies (script and registry), then starts again on the same storage.
     kill_during_pull_of(slow_two, cache.crash)
-    assert_storage_intact(cache.registry.storage)
+    assert_storage_intact(cache.storage)
     relay.bandwidth_bps = None
     cache.start()
     for img in [*before, slow_one, slow_two]:
@@ -593,7 +518,7 @@ def test_killed_mid_pull_keeps_everything_cached_before(
     assert cache.modes()[-1] == "read-only"
     for img in [*before, slow_one, slow_two]:
         pull(cache.url, img)
-    assert_storage_intact(cache.registry.storage)
+    assert_storage_intact(cache.storage)
 
 
 def _pull_concurrently(url: str, images: Sequence[SyntheticImage]) -> list[BaseException]:
@@ -651,7 +576,7 @@ def test_twenty_concurrent_cold_pulls(
     print(report)
     assert not errors, f"{len(errors)} of 20 pulls failed: {errors[:3]}; {report}"
     assert size <= fetched <= 3 * size, report
-    assert_storage_intact(cache.registry.storage)
+    assert_storage_intact(cache.storage)
 
 
 def test_pushes_are_refused_by_caches_and_accepted_by_the_push_registry(

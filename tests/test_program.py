@@ -50,6 +50,16 @@ def test_one_cache_per_mirror_and_a_push_registry(graph: Graph) -> None:
     assert dict(e.split("=", 1) for e in cache.inputs["envs"])["REGISTRY_PROXY_REMOTEURL"] == "https://ghcr.io"
 
 
+def test_registries_log_at_info_into_bounded_files(graph: Graph) -> None:
+    for name, container in containers(graph).items():
+        env = dict(e.split("=", 1) for e in _unsecret(container.inputs["envs"]))
+        assert env["REGISTRY_LOG_LEVEL"] == "info", name
+        assert container.inputs["logDriver"] == "json-file", name
+        opts = container.inputs["logOpts"]
+        assert opts["max-size"].endswith("m") and int(opts["max-size"][:-1]) > 0, name
+        assert int(opts["max-file"]) >= 1, name
+
+
 def test_every_published_port_is_on_loopback(graph: Graph) -> None:
     published = {}
     for name, container in containers(graph).items():

@@ -27,7 +27,7 @@ from localdev.render import (
     render_push_env,
     render_registry_hosting,
 )
-from localdev.settings import parse_settings, stack_values
+from localdev.settings import ENCRYPTED, parse_settings, stack_values
 
 SETTINGS = parse_settings({"workers": 2, "mirrors": ["docker.io", "ghcr.io", "registry.k8s.io"]})
 
@@ -75,7 +75,7 @@ def test_cache_env_is_a_proxy_and_push_env_is_not() -> None:
 
 
 def test_env_file_masks_the_upstream_password() -> None:
-    settings = parse_settings({"dockerHubUsername": "me", "dockerHubPassword": "<secret>"})
+    settings = parse_settings({"dockerHubUsername": "me", "dockerHubPassword": ENCRYPTED}, ["dockerHubPassword"])
     env = render_cache_env(settings, settings.mirrors[0], with_credentials=True) | {"REGISTRY_PROXY_PASSWORD": "hunter2"}
     text = render_env_file(env)
     assert "REGISTRY_PROXY_USERNAME=me\n" in text
@@ -86,7 +86,13 @@ def test_env_file_masks_the_upstream_password() -> None:
 def test_registry_hosting_names_the_push_registry() -> None:
     data = yaml.safe_load(render_registry_hosting(SETTINGS))
     assert data["host"] == "localhost:5001"
-    assert data["hostFromContainerRuntime"] == "localdev-registry:5000"
+    # What tools write into pod specs must be a name the nodes have a hosts.toml for.
+    assert data["hostFromContainerRuntime"] == "localhost:5001"
+    assert f"{data['hostFromContainerRuntime']}/hosts.toml" in render_node_hosts(SETTINGS)
+    other = parse_settings({"clusterName": "other", "pushRegistryPort": 5101})
+    other_data = yaml.safe_load(render_registry_hosting(other))
+    assert other_data["host"] == other_data["hostFromContainerRuntime"] == "localhost:5101"
+    assert "localhost:5101/hosts.toml" in render_node_hosts(other)
 
 
 def test_render_command_writes_every_file_identically_twice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -105,7 +111,7 @@ def test_render_command_writes_every_file_identically_twice(tmp_path: Path, caps
 def test_render_command_reports_bad_config_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["render", str(tmp_path), "--stack", "missing"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: config '--stack'") and err.count("\n") == 1
+    assert err.startswith("error: --stack: there is no Pulumi.missing.yaml") and err.count("\n") == 1
 
 
 # The scripts run against fake `kind` and `docker` commands that act on a

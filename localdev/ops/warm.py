@@ -41,7 +41,7 @@ from localdev.ops import dockerapi
 from localdev.ops.output import Progress, Style, human_bytes
 from localdev.ops.registry_api import Descriptor, Manifest, RegistryClient, RegistryError, normalise_url, served_from_storage
 from localdev.ops.storage import ContainerStorage, LocalStorage, StorageReader, held_blobs, holds_blob
-from localdev.settings import DEFAULT_CACHE_PORTS, Settings
+from localdev.settings import DEFAULT_CACHE_PORTS, FIRST_SUGGESTED_PORT, Settings
 
 CHUNK = 1 << 16
 #: How long to wait for a cache to commit a blob it streamed to us.
@@ -398,8 +398,8 @@ def stack_warm_targets(jobs: Sequence[ImageJob], settings: Settings, *, err: Tex
         elif host in targets:
             job.target = targets[host]
         else:
-            entry = host if host in DEFAULT_CACHE_PORTS else f"{host}=PORT"
-            fix = f"pulumi config set --path 'mirrors[{len(settings.mirrors)}]' {entry}, then pulumi up"
+            entry = host if host in DEFAULT_CACHE_PORTS else f"{host}={FIRST_SUGGESTED_PORT}"
+            fix = f"{settings.add_mirror_command(entry)}, then pulumi up"
             job.error = f"no cache for {host} (fix: add {host} to mirrors: {fix})"
 
 

@@ -20,6 +20,8 @@ from localdev.settings import Settings, parse_settings
 #: Mirror host -> its cache port on 127.0.0.1 (metrics on port + 100, the program's offset).
 CACHE_PORTS = {"docker.io": 25000, "ghcr.io": 25002}
 PUSH_PORT = 25001
+#: The UIs the control-plane node publishes (kind port mappings), away from 3000/9090/16686.
+UI_PORTS = {"grafanaPort": 25300, "prometheusPort": 25390, "jaegerPort": 25386}
 DEFAULT_STACK = "e2e"
 
 
@@ -57,6 +59,7 @@ class TestStack:
             "workers": self.workers,
             "mirrors": [f"{host}={CACHE_PORTS[host]}={self.upstream_url}" for host in self.mirrors],
             "pushRegistryPort": PUSH_PORT,
+            **UI_PORTS,
             "nodeImage": self.node_image or standin_node_image(defaults.node_image),
             "registryImage": self.registry_image or defaults.registry_image,
         }

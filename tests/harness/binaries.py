@@ -34,14 +34,14 @@ def require_binary(name: str) -> str:
     return path
 
 
-def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> int | None:
-    """SIGTERM ``proc``, SIGKILL it after ``timeout`` s; return its exit code (None if never started)."""
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0, sig: signal.Signals = signal.SIGTERM) -> int | None:
+    """Send ``sig`` to ``proc``, SIGKILL it after ``timeout`` s; return its exit code (None if never started)."""
     if proc is None:
         return None
     if proc.poll() is not None:
         return proc.returncode
     try:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()

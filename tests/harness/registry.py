@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Mapping
@@ -160,7 +162,7 @@ class RegistryProcess:
         """
         if self.running:
             raise RuntimeError(f"registry {self.name} is already running")
-        binary = require_binary("docker-registry")
+        argv = self.command()
         self.storage.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
         self._close_log()
@@ -169,7 +171,7 @@ class RegistryProcess:
         self._log.write(f"--- harness: start {self._starts} ---\n".encode())
         self._log.flush()
         self._proc = subprocess.Popen(
-            [binary, "serve", str(self.config_path)],
+            argv,
             cwd=self.dir,
             env=self.process_env(),
             stdin=subprocess.DEVNULL,
@@ -184,6 +186,10 @@ class RegistryProcess:
                 self.stop()
                 raise
         return self
+
+    def command(self) -> list[str]:
+        """What runs: ``docker-registry serve CONFIG``."""
+        return [require_binary("docker-registry"), "serve", str(self.config_path)]
 
     def wait_ready(self, timeout: float = 15.0) -> None:
         """Block until ``/v2/`` answers; raise RegistryStartError otherwise."""
@@ -220,22 +226,30 @@ class RegistryProcess:
         except subprocess.TimeoutExpired:
             return None
 
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM the process, SIGKILL it after ``timeout`` s; return exit code."""
-        code = stop_process(self._proc, timeout)
+    def stop(self, timeout: float = 10.0, sig: signal.Signals = signal.SIGTERM) -> int | None:
+        """Send ``sig`` (SIGTERM, as ``docker stop`` does), SIGKILL after ``timeout`` s; return the exit code.
+
+        Whatever the process started and left behind in its process group is killed too.
+        """
+        code = stop_process(self._proc, timeout, sig)
+        self._kill_group()
         self._close_log()
         return code
 
     def kill(self) -> int | None:
-        """SIGKILL the process (simulates a crash) and reap it."""
+        """SIGKILL the process and everything it started (a container killed hard) and reap it."""
         proc = self._proc
         code: int | None = None
         if proc is not None:
-            if proc.poll() is None:
-                proc.kill()
+            self._kill_group()
             code = proc.wait(timeout=10)
         self._close_log()
         return code
+
+    def _kill_group(self) -> None:
+        if self._proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
 
     def restart(self, wait: bool = True, timeout: float = 15.0) -> Self:
         """Stop (if running) and start again on the same port and storage."""
