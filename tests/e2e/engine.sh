@@ -32,6 +32,8 @@ KIND_ULA=fc00:f853:ccd:e793::/64
 # every packet from the engine's networks to it, so no lookup of a public name leaves the machine.
 DNS=198.51.100.1
 CHAIN=LOCALDEV-E2E
+# Port 9 (discard) on loopback: nothing listens there on this machine.
+NO_PULL_PROXY=http://127.0.0.1:9
 
 reachable() {
   DOCKER_HOST=unix://$sock docker version --format '{{.Server.Version}}' >/dev/null 2>&1
@@ -48,7 +50,12 @@ start() {
   if [ -f "$pidfile" ] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then rm -f "$pidfile"; fi
   # The guard goes in before the engine can start any container.
   guard_install
-  setsid dockerd \
+  # Nothing is ever pulled: every image is built here. Should anything ask the engine for a pull
+  # all the same, it goes to a proxy address where nothing listens, so it fails at once and the
+  # engine never looks up a registry's name (a proxied request leaves name resolution to the proxy).
+  HTTP_PROXY=$NO_PULL_PROXY HTTPS_PROXY=$NO_PULL_PROXY NO_PROXY='' \
+    http_proxy=$NO_PULL_PROXY https_proxy=$NO_PULL_PROXY no_proxy='' \
+    setsid dockerd \
     --data-root "$cache/engine/root" \
     --exec-root "$run/exec" \
     --host "unix://$sock" \

@@ -117,8 +117,9 @@ class Environment:
             docker("rm", "-f", UPSTREAM)
             state = None
         if state is None:
+            images.ensure_registry_image(registry_image)
             docker(
-                "run", "-d", "--name", UPSTREAM, "--label", f"{LABEL}=upstream",
+                "run", "-d", "--pull", "never", "--name", UPSTREAM, "--label", f"{LABEL}=upstream",
                 "-p", f"127.0.0.1:{UPSTREAM_PORT}:5000", "-p", f"{self.gateway()}:{UPSTREAM_GATEWAY_PORT}:5000",
                 "--mount", f"type=volume,src={UPSTREAM}-data,dst=/var/lib/registry",
                 "-e", "REGISTRY_STORAGE_DELETE_ENABLED=true", registry_image,

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from localdev.images import parse_reference
 from localdev.settings import Settings, parse_settings
 
 #: Mirror host -> its cache port on 127.0.0.1 (metrics on port + 100, the program's offset).
@@ -30,15 +31,21 @@ def default_settings() -> Settings:
     return parse_settings({})
 
 
-def standin_node_image(image: str) -> str:
-    """The tag the kindest/node stand-in carries for the stack's ``nodeImage``.
+#: Where the kindest/node stand-in lives in the private engine.
+STANDIN_NODE_REPOSITORY = "localdev-e2e/kindest-node-standin"
 
-    A digest names the bytes of kind's published image, which a locally built image can never
-    have; and Docker only finds an image by digest when it was pulled or pushed with it. So a
-    digest-pinned default becomes the same reference without its digest, and the test stack sets
-    ``nodeImage`` to that tag (docs/testing.md).
+
+def standin_node_image(image: str) -> str:
+    """The reference of the kindest/node stand-in for the stack's default ``nodeImage``.
+
+    The default names kind's published image by digest, and the program refuses ``kindest/node``
+    without one (kind v0.33.0's release notes). A locally built image can never have that digest,
+    and Docker finds an image by digest only when it was pulled or pushed with it. So the stand-in
+    gets a repository of its own, named as a stand-in, with the default's tag, and the test stack
+    sets ``nodeImage`` to it (docs/testing.md).
     """
-    return image.split("@", 1)[0]
+    tag = parse_reference(image).tag or "latest"
+    return f"{STANDIN_NODE_REPOSITORY}:{tag}"
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,8 @@ def _node_status(settings: Settings) -> list[str]:
 
 
 def test_up_from_nothing(env: Environment) -> None:
+    # The engine can pull nothing: any pull goes to a closed loopback proxy, never to a registry's name.
+    assert docker("info", "--format", "{{.HTTPSProxy}} {{.HTTPProxy}}").stdout.split() == ["http://127.0.0.1:9"] * 2
     address = env.start_upstream(env.stack().settings().registry_image)
     for image in (HUB_IMAGE, GHCR_IMAGE):
         push_image(f"http://{address}", image)
