@@ -202,12 +202,20 @@ def read_script(name: str) -> str:
     return (SCRIPTS_DIR / name).read_text()
 
 
+def read_node_check_script(name: str) -> str:
+    """``localdev/scripts/NAME`` after ``cri-config-path.sh``, whose function it calls on each node."""
+    return read_script("cri-config-path.sh") + read_script(name)
+
+
 def render_kind_cluster_command(settings: Settings) -> ShellCommand:
-    """Create (or adopt) the cluster from the rendered config on stdin; print its kubeconfig."""
+    """Create (or adopt) the cluster from the rendered config on stdin; print its kubeconfig.
+
+    Refuses a cluster whose nodes' effective containerd config does not read ``CERTS_DIR``.
+    """
     return ShellCommand(
-        create=read_script("kind-create.sh"),
+        create=read_node_check_script("kind-create.sh"),
         delete=read_script("kind-delete.sh"),
-        environment={"CLUSTER_NAME": settings.cluster_name},
+        environment={"CLUSTER_NAME": settings.cluster_name, "CERTS_DIR": CERTS_DIR},
         stdin=render_kind_config(settings),
     )
 
@@ -216,7 +224,7 @@ def render_node_wiring_command(settings: Settings) -> ShellCommand:
     """Write every hosts.toml of :func:`render_node_hosts` into every node."""
     files = "\n".join(f"{rel} {base64.b64encode(text.encode()).decode()}" for rel, text in render_node_hosts(settings).items())
     return ShellCommand(
-        create=read_script("wire-nodes.sh"),
+        create=read_node_check_script("wire-nodes.sh"),
         environment={"CLUSTER_NAME": settings.cluster_name, "CERTS_DIR": CERTS_DIR, "HOSTS_FILES": files},
     )
 

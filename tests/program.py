@@ -156,11 +156,19 @@ def _run_main() -> None:
 
 
 def run_program(
-    config: Mapping[str, Any] | None = None, secret_keys: tuple[str, ...] = (), *, raise_errors: bool = True
+    config: Mapping[str, Any] | None = None,
+    secret_keys: tuple[str, ...] = (),
+    *,
+    raise_errors: bool = True,
+    program_mocks: ProgramMocks | None = None,
 ) -> Graph:
-    """Run ``__main__.py`` under mocks with ``config`` (bare keys) and return its graph."""
+    """Run ``__main__.py`` under mocks with ``config`` (bare keys) and return its graph.
+
+    ``program_mocks`` replaces the default provider stand-ins (the end-to-end executor passes
+    mocks whose outputs are references it resolves on the real engine).
+    """
     values = {f"{PROJECT}:{key}": value for key, value in (config or {}).items()}
-    program_mocks = ProgramMocks()
+    program_mocks = program_mocks or ProgramMocks()
     monitor = RecordingMonitor(program_mocks)
     pulumi.runtime.set_mocks(program_mocks, project=PROJECT, stack="dev", preview=False, monitor=monitor)
     # set_mocks opens a root stack of its own; run_in_stack below opens the one whose outputs we read.

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -46,6 +47,17 @@ from tests.harness.net import free_port, wait_until
 ROOT = Path(__file__).resolve().parent.parent
 
 
+#: What ``containerd config dump`` shows in a node that localdev's patch reached (containerd 2.x).
+PATCHED_DUMP = f"""version = 3
+[plugins]
+  [plugins.'io.containerd.cri.v1.images']
+    [plugins.'io.containerd.cri.v1.images'.registry]
+      config_path = '{CERTS_DIR}'
+  [plugins.'io.containerd.transfer.v1.local']
+    config_path = ''
+"""
+
+
 # ------------------------------------------------------------------ fake engine
 class FakeDockerEngine:
     """Containers as dicts; serves them over the Engine API on a unix socket."""
@@ -54,6 +66,8 @@ class FakeDockerEngine:
         self.socket_path = socket_path
         self.containers: dict[str, dict[str, Any]] = {}
         self.requests: list[str] = []
+        self.execs: dict[str, tuple[dict[str, Any], list[str]]] = {}
+        self.exit_codes: dict[str, int] = {}
         engine = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -66,6 +80,10 @@ class FakeDockerEngine:
 
             def do_HEAD(self) -> None:  # noqa: N802
                 engine.handle(self)
+
+            def do_POST(self) -> None:  # noqa: N802
+                engine.requests.append(f"POST {self.path}")
+                engine.handle_post(self)
 
         class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             daemon_threads = True
@@ -96,6 +114,7 @@ class FakeDockerEngine:
         labels: dict[str, str] | None = None,
         files: dict[str, str] | None = None,
         dirs: dict[str, Path] | None = None,
+        dump: str = PATCHED_DUMP,
     ) -> dict[str, Any]:
         spec = {
             "id": f"{abs(hash(name)):064x}"[:64],
@@ -107,6 +126,7 @@ class FakeDockerEngine:
             "labels": dict(labels or {}),
             "files": dict(files or {}),
             "dirs": dict(dirs or {}),
+            "dump": dump,
         }
         self.containers[name] = spec
         return spec
@@ -171,6 +191,9 @@ class FakeDockerEngine:
                 if all(s["labels"].get(k) == v for k, _, v in (f.partition("=") for f in wanted))
             ]
             return self._json(h, 200, found)
+        m = re.match(r"^/exec/([^/]+)/json$", path)
+        if m and m.group(1) in self.exit_codes:
+            return self._json(h, 200, {"ExitCode": self.exit_codes[m.group(1)], "Running": False})
         m = re.match(r"^/containers/([^/]+)/(json|archive)$", path)
         spec = self._find(m.group(1)) if m else None
         if m and spec is None:
@@ -183,6 +206,47 @@ class FakeDockerEngine:
                 return self._json(h, 404, {"message": "Could not find the file in container"})
             stat = base64.b64encode(json.dumps(got[1]).encode()).decode()
             return self._send(h, 200, got[0], "application/x-tar", {"X-Docker-Container-Path-Stat": stat})
+        return self._json(h, 404, {"message": f"page not found: {path}"})
+
+    def handle_post(self, h: BaseHTTPRequestHandler) -> None:
+        """``exec_run``: create an exec, start it (one multiplexed stdout frame), inspect its exit code.
+
+        Only ``containerd config dump`` is answered, with the container's ``dump``.
+        """
+        path = re.sub(r"^/v1\.\d+", "", urlsplit(h.path).path)
+        body = json.loads(h.rfile.read(int(h.headers.get("Content-Length") or 0)) or b"{}")
+        m = re.match(r"^/containers/([^/]+)/exec$", path)
+        if m:
+            spec = self._find(m.group(1))
+            if spec is None:
+                return self._json(h, 404, {"message": f"No such container: {m.group(1)}"})
+            exec_id = f"{len(self.execs):064x}"
+            self.execs[exec_id] = (spec, body["Cmd"])
+            return self._json(h, 201, {"Id": exec_id})
+        m = re.match(r"^/exec/([^/]+)/start$", path)
+        if m and m.group(1) in self.execs:
+            spec, cmd = self.execs[m.group(1)]
+            answered = cmd == ["containerd", "config", "dump"]
+            data = (spec["dump"] if answered else f"{cmd[0]}: not found\n").encode()
+            self.exit_codes[m.group(1)] = 0 if answered else 127
+            # containerd 2.1 logs a warning on stderr with every dump (kind's config has a key it
+            # no longer knows); the dump itself is stdout only.
+            warning = b'time="2026-12-01T00:00:00Z" level=warning msg="Ignoring unknown key in TOML"\n'
+            frame = b"".join(
+                bytes([stream, 0, 0, 0]) + len(chunk).to_bytes(4, "big") + chunk for stream, chunk in ((2, warning), (1, data))
+            )
+            # As the engine does: the connection is upgraded to a raw stream. The client reads the
+            # stream from the socket after the headers, so they go out first, on their own.
+            h.send_response(101)
+            h.send_header("Content-Type", "application/vnd.docker.raw-stream")
+            h.send_header("Connection", "Upgrade")
+            h.send_header("Upgrade", "tcp")
+            h.end_headers()
+            h.wfile.flush()
+            time.sleep(0.05)
+            h.wfile.write(frame)
+            h.close_connection = True
+            return None
         return self._json(h, 404, {"message": f"page not found: {path}"})
 
     def _json(self, h: BaseHTTPRequestHandler, code: int, body: object) -> None:
@@ -279,6 +343,7 @@ def test_healthy_stack_passes_every_check(healthy: tuple[Settings, FakeDockerEng
     assert "✓ docker.io cache: proxy mode, upstream https://registry-1.docker.io" in text
     assert f"published on 127.0.0.1:{settings.mirrors[0].port} and 127.0.0.1:{settings.mirrors[0].metrics_port} only" in text
     assert "✓ node localdev-control-plane: 2 hosts.toml files match the config" in text
+    assert f"✓ node localdev-worker: containerd's CRI reads hosts.toml from {CERTS_DIR}" in text
     assert "✓ node localdev-worker:" in text and "someone-elses-node" not in text
     assert "advertises localhost:" in text and text.rstrip().endswith("checks passed")
     assert "\033[" not in text  # not a terminal: no colour
@@ -308,6 +373,11 @@ def test_healthy_stack_passes_every_check(healthy: tuple[Settings, FakeDockerEng
             "docker cp /tmp/localdev-render/certs.d/docker.io/hosts.toml",
         ),
         (
+            "config_path_empty",
+            "containerd's effective CRI config_path is '', not /etc/containerd/certs.d",
+            "kind delete cluster --name localdev && pulumi up --refresh --stack dev",
+        ),
+        (
             "hosts_different",
             "differs from the config (line 1: has 'server = \"https://evil.example\"'",
             "docker exec localdev-worker mkdir -p",
@@ -334,6 +404,9 @@ def test_each_failure_is_one_red_line_with_its_fix(
         del engine.containers["localdev-cache-docker-io"]
     elif breakage == "hosts_missing":
         del engine.containers["localdev-control-plane"]["files"][worker_hosts]
+    elif breakage == "config_path_empty":
+        # The hosts.toml files all match, and still no pull goes through the caches.
+        engine.containers["localdev-worker"]["dump"] = PATCHED_DUMP.replace(f"'{CERTS_DIR}'", "''")
     elif breakage == "hosts_different":
         files = engine.containers["localdev-worker"]["files"]
         files[worker_hosts] = files[worker_hosts].replace("https://registry-1.docker.io", "https://evil.example")

@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from localdev.render import content_hash, read_script, render_kind_config, render_node_hosts
+from localdev.render import content_hash, read_node_check_script, read_script, render_kind_config, render_node_hosts
 from localdev.settings import parse_settings
 from tests.program import FAKE_KUBECONFIG, Graph, Registration, run_program
 
@@ -138,7 +138,7 @@ def test_kind_cluster_command(graph: Graph) -> None:
     assert "registry.mirrors" not in config and 'config_path = "/etc/containerd/certs.d"' in config
     assert "kind create cluster" in cluster.inputs["create"] and "kind get clusters" in cluster.inputs["create"]
     assert 'kind delete cluster --name "$CLUSTER_NAME"' in cluster.inputs["delete"]
-    assert cluster.inputs["environment"] == {"CLUSTER_NAME": "localdev"}
+    assert cluster.inputs["environment"] == {"CLUSTER_NAME": "localdev", "CERTS_DIR": "/etc/containerd/certs.d"}
     assert cluster.inputs["triggers"] == [content_hash(config)]
     assert cluster.delete_before_replace, "a fixed cluster name cannot be created before the old one is deleted"
     assert cluster.additional_secret_outputs == ["stdout"]
@@ -177,7 +177,7 @@ def test_node_mirrors_wait_for_the_cluster_and_write_every_hosts_toml(graph: Gra
     wiring = command(graph, "node-mirrors-hosts")
     assert graph.depends_on(wiring, command(graph, "cluster-kind"))
     settings = parse_settings({"mirrors": MIRRORS})
-    assert wiring.inputs["create"] == read_script("wire-nodes.sh")
+    assert wiring.inputs["create"] == read_node_check_script("wire-nodes.sh")
     assert wiring.inputs["environment"]["CERTS_DIR"] == "/etc/containerd/certs.d"
     shipped = dict(line.split(" ") for line in wiring.inputs["environment"]["HOSTS_FILES"].splitlines())
     assert {rel: base64.b64decode(payload).decode() for rel, payload in shipped.items()} == render_node_hosts(settings)

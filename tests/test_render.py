@@ -125,6 +125,15 @@ case "$1" in
     case "$1" in
       mkdir) mkdir -p "$FAKE_ROOT/$node$3" ;;
       cp) cat > "$FAKE_ROOT/$node$3" ;;
+      find) [ -d "$FAKE_ROOT/$node$2" ] && find "$FAKE_ROOT/$node$2" -name "$4" | sed "s|^$FAKE_ROOT/$node||" ;;
+      rm) rm -f "$FAKE_ROOT/$node$3" ;;
+      rmdir) rmdir "$FAKE_ROOT/$node$2" ;;
+      containerd)
+        # A node's effective config: $node.dump when the test wrote one, else what a patched node dumps.
+        if [ -e "$FAKE_ROOT/$node.dump" ]; then cat "$FAKE_ROOT/$node.dump"; else
+          printf "%s\n" "  [plugins.'io.containerd.cri.v1.images'.registry]" "    config_path = '/etc/containerd/certs.d'" \
+            "  [plugins.'io.containerd.transfer.v1.local']" "    config_path = ''"
+        fi ;;
     esac ;;
   inspect)
     name=$(eval echo \$$#)
@@ -156,7 +165,9 @@ def fake_tools(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_ROOT": str(tmp_path)}
 
 
-def run_script(shell: ShellCommand, env: dict[str, str], script: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_script(
+    shell: ShellCommand, env: dict[str, str], script: str | None = None, *, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     """Run ``shell.create`` (or ``script``) as a local Command does: ``sh -c``, its environment, its stdin."""
     return subprocess.run(
         ["sh", "-c", script or shell.create],
@@ -165,8 +176,69 @@ def run_script(shell: ShellCommand, env: dict[str, str], script: str | None = No
         capture_output=True,
         text=True,
         timeout=30,
-        check=True,
+        check=check,
     )
+
+
+#: `containerd config dump` of a node whose CRI registry section has no config_path (containerd
+#: 2.1's default; what a node shows when kind skipped the patch), with the transfer service's own.
+DUMP_WITHOUT_CONFIG_PATH = """version = 3
+[plugins]
+  [plugins.'io.containerd.cri.v1.images']
+    [plugins.'io.containerd.cri.v1.images'.registry]
+      config_path = ''
+  [plugins.'io.containerd.transfer.v1.local']
+    config_path = '/etc/containerd/certs.d'
+"""
+
+
+def test_node_wiring_removes_the_hosts_toml_of_a_mirror_no_longer_configured(fake_tools: dict[str, str]) -> None:
+    root = Path(fake_tools["FAKE_ROOT"])
+    stale = root / f"localdev-worker{CERTS_DIR}/old.example/hosts.toml"
+    stale.parent.mkdir(parents=True)
+    stale.write_text('server = "https://old.example"\n')
+    result = run_script(render_node_wiring_command(SETTINGS), fake_tools)
+    assert not stale.parent.exists()
+    assert f"removed {CERTS_DIR}/old.example/hosts.toml from localdev-worker" in result.stderr
+    for rel in render_node_hosts(SETTINGS):
+        assert (root / f"localdev-worker{CERTS_DIR}/{rel}").exists()
+
+
+def test_node_wiring_refuses_a_node_whose_containerd_ignores_hosts_toml(fake_tools: dict[str, str]) -> None:
+    root = Path(fake_tools["FAKE_ROOT"])
+    (root / "localdev-worker.dump").write_text(DUMP_WITHOUT_CONFIG_PATH)
+    result = run_script(render_node_wiring_command(SETTINGS), fake_tools, check=False)
+    assert result.returncode != 0
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert "localdev-worker has CRI config_path ''" in line and "Fix: kind delete cluster --name localdev" in line
+
+
+def test_node_wiring_reads_a_version_2_dump_too(fake_tools: dict[str, str]) -> None:
+    root = Path(fake_tools["FAKE_ROOT"])
+    for node in ("localdev-control-plane", "localdev-worker"):
+        (root / f"{node}.dump").write_text(
+            f'version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "{CERTS_DIR}"\n'
+        )
+    run_script(render_node_wiring_command(SETTINGS), fake_tools)
+
+
+def test_kind_create_refuses_to_adopt_a_cluster_whose_nodes_ignore_hosts_toml(fake_tools: dict[str, str]) -> None:
+    root = Path(fake_tools["FAKE_ROOT"])
+    (root / "clusters").write_text("localdev\n")
+    (root / "localdev-control-plane.dump").write_text(DUMP_WITHOUT_CONFIG_PATH)
+    result = run_script(render_kind_cluster_command(SETTINGS), fake_tools, check=False)
+    assert result.returncode != 0 and result.stdout == ""
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert "kind cluster localdev exists but was not made by localdev" in line
+    assert line.endswith("Fix: kind delete cluster --name localdev, then pulumi up")
+
+
+def test_kind_create_fails_when_kind_skipped_the_patch(fake_tools: dict[str, str]) -> None:
+    root = Path(fake_tools["FAKE_ROOT"])
+    (root / "localdev-worker.dump").write_text(DUMP_WITHOUT_CONFIG_PATH)
+    result = run_script(render_kind_cluster_command(SETTINGS), fake_tools, check=False)
+    assert result.returncode != 0 and result.stdout == ""
+    assert "skipped localdev's containerd patch" in result.stderr
 
 
 def test_node_wiring_writes_every_hosts_toml_into_every_node(fake_tools: dict[str, str]) -> None:
@@ -198,7 +270,7 @@ def test_kind_create_adopts_an_existing_cluster(fake_tools: dict[str, str]) -> N
     assert (root / "kind-config-received").read_text() == config
     assert first.stdout == "apiVersion: v1\n"
     second = run_script(shell, fake_tools)
-    assert "adopting it" in second.stderr and second.stdout == "apiVersion: v1\n"
+    assert "before adopting it" in second.stderr and second.stdout == "apiVersion: v1\n"
     assert sum("create cluster" in line for line in (root / "calls").read_text().splitlines()) == 1
 
 

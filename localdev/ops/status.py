@@ -21,6 +21,7 @@ from typing import Any, TextIO
 import docker  # type: ignore[import-untyped]
 import httpx
 
+from localdev.containerd import cri_config_path
 from localdev.ops.output import Style
 from localdev.render import CERTS_DIR, render_node_hosts, render_registry_hosting
 from localdev.settings import REGISTRY_API_PORT, REGISTRY_DEBUG_PORT, Mirror, Settings
@@ -185,6 +186,28 @@ class StatusChecker:
                     subject,
                     f"{len(expected)} hosts.toml files match the config ({', '.join(r.split('/')[0] for r in expected)})",
                 )
+            self._effective_config_path(node, subject)
+
+    def _effective_config_path(self, node: Any, subject: str) -> None:
+        """Files that match prove nothing if containerd does not read them: check what it really uses."""
+        # containerd logs warnings (unknown keys, migrations) on stderr: only stdout is the dump.
+        code, (stdout, stderr) = node.exec_run(["containerd", "config", "dump"], demux=True)
+        output = stdout or b""
+        if code != 0:
+            text = (stderr or output).decode(errors="replace").strip()[:200]
+            self.add(False, subject, f"containerd config dump failed in {node.name}: {text}", f"docker restart {node.name}")
+            return
+        path = cri_config_path(output.decode(errors="replace"))
+        if path == CERTS_DIR:
+            self.add(True, subject, f"containerd's CRI reads hosts.toml from {CERTS_DIR}")
+            return
+        self.add(
+            False,
+            subject,
+            f"containerd's effective CRI config_path is '{path}', not {CERTS_DIR}: it ignores every hosts.toml "
+            "and pulls bypass the caches",
+            f"kind delete cluster --name {self.settings.cluster_name} && {self.pulumi_up}",
+        )
 
     def _hosts_fix(self, node: str, rel: str) -> str:
         stack = f" --stack {shlex.quote(self.stack)}" if self.stack else ""

@@ -405,33 +405,11 @@ class Containerd:
         product's ``config_path`` and its hosts.toml files). Return the image
         reference CRI answers (the image id); raise :class:`CriError` on failure.
         """
-        request = _pb_bytes(1, _pb_bytes(1, ref.encode()))  # PullImageRequest{image{image}}
-        reply = self._cri_call("/runtime.v1.ImageService/PullImage", request, timeout)
-        return _pb_first_string(reply, 1)
+        return cri_pull(self.socket, ref, timeout)
 
     def cri_remove_image(self, ref: str, timeout: float = 30.0) -> None:
         """CRI ``RemoveImage`` for ``ref``."""
-        request = _pb_bytes(1, _pb_bytes(1, ref.encode()))
-        self._cri_call("/runtime.v1.ImageService/RemoveImage", request, timeout)
-
-    def _cri_call(self, method: str, request: bytes, timeout: float) -> bytes:
-        try:
-            import grpc  # type: ignore[import-untyped]  # shipped with the pulumi SDK
-        except ImportError as exc:  # pragma: no cover - environment problem
-            raise RuntimeError("cri_pull needs the grpcio package (pip install grpcio)") from exc
-        with grpc.insecure_channel(f"unix://{self.socket}") as channel:
-            call = channel.unary_unary(
-                method,
-                request_serializer=lambda b: b,
-                response_deserializer=lambda b: b,
-            )
-            try:
-                reply: Any = call(request, timeout=timeout)
-            except grpc.RpcError as exc:
-                code = str(exc.code()) if hasattr(exc, "code") else "?"
-                details = exc.details() if hasattr(exc, "details") else str(exc)
-                raise CriError(f"CRI {method} failed: {code}: {details}", code, details) from exc
-        return bytes(reply)
+        cri_remove_image(self.socket, ref, timeout)
 
     # --------------------------------------------------------------- logging
     def log_text(self) -> str:
@@ -446,6 +424,38 @@ class Containerd:
 
 
 # --------------------------------------------------- minimal protobuf coding
+def cri_call(socket: str | Path, method: str, request: bytes, timeout: float) -> bytes:
+    """One CRI gRPC call on containerd's socket, with hand-encoded protobuf (no cri-tools needed)."""
+    try:
+        import grpc  # type: ignore[import-untyped]  # shipped with the pulumi SDK
+    except ImportError as exc:  # pragma: no cover - environment problem
+        raise RuntimeError("cri_pull needs the grpcio package (pip install grpcio)") from exc
+    with grpc.insecure_channel(f"unix://{socket}") as channel:
+        call = channel.unary_unary(
+            method,
+            request_serializer=lambda b: b,
+            response_deserializer=lambda b: b,
+        )
+        try:
+            reply: Any = call(request, timeout=timeout)
+        except grpc.RpcError as exc:
+            code = str(exc.code()) if hasattr(exc, "code") else "?"
+            details = exc.details() if hasattr(exc, "details") else str(exc)
+            raise CriError(f"CRI {method} failed: {code}: {details}", code, details) from exc
+    return bytes(reply)
+
+
+def cri_pull(socket: str | Path, ref: str, timeout: float = 120.0) -> str:
+    """CRI ``runtime.v1.ImageService/PullImage`` of ``ref`` (as kubelet pulls); returns the image id."""
+    request = _pb_bytes(1, _pb_bytes(1, ref.encode()))  # PullImageRequest{image{image}}
+    return _pb_first_string(cri_call(socket, "/runtime.v1.ImageService/PullImage", request, timeout), 1)
+
+
+def cri_remove_image(socket: str | Path, ref: str, timeout: float = 30.0) -> None:
+    """CRI ``RemoveImage`` of ``ref``."""
+    cri_call(socket, "/runtime.v1.ImageService/RemoveImage", _pb_bytes(1, _pb_bytes(1, ref.encode())), timeout)
+
+
 def _varint(value: int) -> bytes:
     out = bytearray()
     while True:
