@@ -79,8 +79,9 @@ start() {
 }
 
 stop() {
-  [ -f "$pidfile" ] || return 0
-  pid=$(cat "$pidfile")
+  # The pid file, else the dockerd serving this socket (a pid file lost to a crash or a second start).
+  pid=$(cat "$pidfile" 2>/dev/null || pgrep -f -- "--host unix://$sock" || true)
+  [ -n "$pid" ] || return 0
   if kill -0 "$pid" 2>/dev/null; then
     kill -TERM "$pid"
     tries=0

@@ -11,6 +11,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from tests.harness.net import wait_for_http
+
 from . import debian, images
 from .docker import docker, inspect
 from .executor import Executor, Plan, Step, load_plan
@@ -126,6 +128,10 @@ class Environment:
             )  # fmt: skip
         elif restart and not state["State"]["Running"]:
             docker("start", UPSTREAM)
+        else:
+            return f"127.0.0.1:{UPSTREAM_PORT}"
+        # docker-proxy accepts connections before the registry listens, then drops them.
+        wait_for_http(f"http://127.0.0.1:{UPSTREAM_PORT}/v2/", timeout=30)
         return f"127.0.0.1:{UPSTREAM_PORT}"
 
     def stop_upstream(self) -> None:
@@ -171,6 +177,10 @@ class Environment:
         """Everything, or the named resources and their dependents."""
         self.tools()
         return self.executor().destroy(targets)
+
+    def forget_state(self) -> None:
+        """The executor's record of what it created (after everything it names is gone)."""
+        (self.run_dir / "state.json").unlink(missing_ok=True)
 
     def remove_volumes(self) -> None:
         """The volumes ``destroy`` keeps (retain_on_delete), and the upstream's."""
