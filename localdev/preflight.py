@@ -111,40 +111,62 @@ def check_prerequisites(
         else:
             good.append(f"Docker engine reachable, API {dotted(api)}")
 
-    if which("kind") is None:
-        bad.append(f"kind not found on PATH: {INSTALL['kind']}")
-    else:
-        code, out, err = _run(run, ["kind", "version"])
-        have = parse_version(out) if code == 0 else None
-        need = kind_needed(node_image)
-        if have is None:
-            bad.append(f"`kind version` failed ({err or out or f'exit {code}'}): reinstall kind: {INSTALL['kind']}")
-        elif need is not None and have < need:
-            bad.append(
-                f"kind {dotted(have)} is older than {dotted(need)}, which the node image {node_image.split('@')[0]} needs: "
-                f"install kind v{dotted(need)} or newer: {INSTALL['kind']}"
-            )
-        else:
-            good.append(f"kind {dotted(have)}" + (f" (≥ {dotted(need)} for {node_image.split('@')[0]})" if need else ""))
-
-    if which("pulumi") is None:
-        bad.append(f"pulumi not found on PATH: {INSTALL['pulumi']}")
-    else:
-        code, out, err = _run(run, ["pulumi", "version"])
-        have = parse_version(out) if code == 0 else None
-        need = pinned_pulumi_sdk(requirements)
-        if have is None:
-            bad.append(f"`pulumi version` failed ({err or out or f'exit {code}'}): reinstall the Pulumi CLI: {INSTALL['pulumi']}")
-        elif need is not None and have < need:
-            bad.append(
-                f"Pulumi CLI {dotted(have)} is older than the Python SDK it runs ({dotted(need)}, requirements.txt): "
-                f"upgrade it: {INSTALL['pulumi']}"
-            )
-        else:
-            good.append(f"Pulumi CLI {dotted(have)}")
+    image = node_image.split("@")[0]
+    _check_tool(
+        "kind",
+        run,
+        which,
+        good,
+        bad,
+        need=kind_needed(node_image),
+        why=f"which the node image {image} needs",
+        fix="install kind v{need} or newer",
+        note=f" (≥ {{need}} for {image})",
+    )
+    _check_tool(
+        "pulumi",
+        run,
+        which,
+        good,
+        bad,
+        need=pinned_pulumi_sdk(requirements),
+        label="Pulumi CLI",
+        why="the Python SDK it runs (requirements.txt)",
+        fix="upgrade it",
+    )
     return good, bad
 
 
 def missing_prerequisites(node_image: str = "", **kwargs: object) -> list[str]:
     """Only the problems of :func:`check_prerequisites`; empty when all is well."""
     return check_prerequisites(node_image, **kwargs)[1]  # type: ignore[arg-type]
+
+
+def _check_tool(
+    tool: str,
+    run: Runner,
+    which: Callable[[str], str | None],
+    good: list[str],
+    bad: list[str],
+    *,
+    need: Version | None,
+    why: str,
+    fix: str,
+    label: str | None = None,
+    note: str = "",
+) -> None:
+    """``TOOL version`` at least ``need``: one line in ``good`` or in ``bad`` (with ``fix`` and where to get it)."""
+    label = label or tool
+    if which(tool) is None:
+        bad.append(f"{tool} not found on PATH: {INSTALL[tool]}")
+        return
+    code, out, err = _run(run, [tool, "version"])
+    have = parse_version(out) if code == 0 else None
+    if have is None:
+        bad.append(f"`{tool} version` failed ({err or out or f'exit {code}'}): reinstall it: {INSTALL[tool]}")
+    elif need is not None and have < need:
+        bad.append(
+            f"{label} {dotted(have)} is older than {dotted(need)}, {why}: {fix.format(need=dotted(need))}: {INSTALL[tool]}"
+        )
+    else:
+        good.append(f"{label} {dotted(have)}" + (note.format(need=dotted(need)) if need else ""))
