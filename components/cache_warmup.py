@@ -28,7 +28,7 @@ class CacheWarmupArgs:
 
 
 class CacheWarmup(pulumi.ComponentResource):
-    """``localdev warm`` against the stack's caches, between the wiring and the workloads.
+    """``localdev warm`` against the stack's caches, after they are healthy and before any workload.
 
     Each distinct (repository, blob) is read once, in full, through its cache
     on 127.0.0.1: distribution 3.x stores it from that one upstream stream.
