@@ -56,7 +56,7 @@ def dump_yaml(data: object) -> str:
 def render_containerd_patch() -> str:
     """The node containerd patch: ``config_path`` only.
 
-    Setting ``registry.mirrors`` next to ``config_path`` makes containerd refuse
+    A ``mirrors`` table next to ``config_path`` makes containerd refuse
     to load its CRI plugin (docs/architecture.md), so mirrors live in hosts.toml files.
     """
     return f'[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "{CERTS_DIR}"\n'
