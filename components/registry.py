@@ -17,6 +17,8 @@ from localdev.render import (
 )
 from localdev.settings import REGISTRY_API_PORT, REGISTRY_DEBUG_PORT, Mirror, Settings
 
+#: Seconds a registry has to stop on destroy before it is killed.
+DESTROY_GRACE_SECONDS = 15
 #: Where distribution keeps its data inside the registry:3 image.
 DATA_DIR = "/var/lib/registry"
 #: Docker's json-file driver keeps every line forever by default: at most 3 files of 10 MB per registry.
@@ -99,6 +101,9 @@ class Registry(pulumi.ComponentResource):
             wait=True,
             wait_timeout=90,
             must_run=True,
+            # Without it pulumi-docker removes the container by force at once (SIGKILL). With it the
+            # registry gets SIGTERM first, as `docker stop` gives it, and finishes what it is writing.
+            destroy_grace_seconds=DESTROY_GRACE_SECONDS,
             uploads=uploads,
             entrypoints=["/bin/sh", CACHE_ENTRYPOINT_PATH] if shipped else None,
             command=[REGISTRY_CONFIG_PATH] if shipped else None,

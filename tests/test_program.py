@@ -45,6 +45,7 @@ def test_one_cache_per_mirror_and_a_push_registry(graph: Graph) -> None:
             assert env["REGISTRY_PROXY_REMOTEURL"].startswith("https://")
             assert env["REGISTRY_STORAGE_DELETE_ENABLED"] == "true"
         assert container.inputs["restart"] == "unless-stopped"
+        assert container.inputs["destroyGraceSeconds"] > 0, "destroy must stop a registry before removing it"
         assert container.inputs["healthcheck"]["tests"][0] == "CMD"
     cache = containers(graph)["localdev-cache-ghcr-io"]
     assert dict(e.split("=", 1) for e in cache.inputs["envs"])["REGISTRY_PROXY_REMOTEURL"] == "https://ghcr.io"
