@@ -18,8 +18,9 @@ STAND_INS = ROOT / "tests" / "stand_ins"
 
 
 def preflight(
-    tmp_path: Path, tools: tuple[str, ...] = ("docker", "kind", "pulumi"), *args: str, **env: str
+    tmp_path: Path, tools: tuple[str, ...] = ("docker", "kind", "pulumi"), *args: str, cwd: Path = ROOT, **env: str
 ) -> subprocess.CompletedProcess[str]:
+    """``localdev preflight ARGS`` run in ``cwd`` with only the stand-ins of ``tools`` on PATH."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     for name in tools:
@@ -37,7 +38,7 @@ def preflight(
     }
     command = tool("localdev", "install the project into the venv: .venv/bin/pip install -e .")
     return subprocess.run(
-        [command, "preflight", *args], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60, check=False
+        [command, "preflight", *args], cwd=cwd, env=environ, capture_output=True, text=True, timeout=60, check=False
     )
 
 
@@ -45,8 +46,12 @@ def test_all_present_and_new_enough(tmp_path: Path) -> None:
     done = preflight(tmp_path)
     assert done.returncode == 0, done.stderr
     pinned = ".".join(map(str, pinned_pulumi_sdk() or ()))
-    for line in ("✓ Python", "✓ Docker engine reachable, API 1.43", "✓ kind 0.33.0 (≥ 0.33.0 for kindest/node:v1.37.0)",
-                 f"✓ Pulumi CLI {pinned}"):
+    for line in (
+        "✓ Python",
+        "✓ Docker engine reachable, API 1.43",
+        "✓ kind 0.33.0 (≥ 0.33.0 for kindest/node:v1.37.0)",
+        f"✓ Pulumi CLI {pinned}",
+    ):
         assert line in done.stdout, done.stdout
     assert done.stderr == ""
 
@@ -75,21 +80,19 @@ def test_old_docker_engine(tmp_path: Path) -> None:
     assert "Docker engine API 1.40 is older than 1.41" in done.stderr and "upgrade" in done.stderr
 
 
-def test_the_stack_node_image_sets_the_kind_needed(tmp_path: Path) -> None:
+def project_with(tmp_path: Path, stack: str, text: str) -> Path:
+    """A project directory holding this Pulumi.yaml and ``Pulumi.<stack>.yaml`` = ``text``."""
     project = tmp_path / "project"
     project.mkdir()
     (project / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+    (project / f"Pulumi.{stack}.yaml").write_text(text)
+    return project
+
+
+def test_the_stack_node_image_sets_the_kind_needed(tmp_path: Path) -> None:
     old_image = "kindest/node:v1.36.4@sha256:099e049362a1526b2db71494e1947aae99bd16290d7c895f2b7ea312e3cbfaed"
-    (project / "Pulumi.old.yaml").write_text(f"config:\n  localdev:nodeImage: {old_image}\n")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name in ("docker", "kind", "pulumi"):
-        (bin_dir / name).symlink_to(STAND_INS / name)
-    command = tool("localdev", "install the project into the venv: .venv/bin/pip install -e .")
-    env = {"PATH": str(bin_dir), "HOME": str(tmp_path), "STAND_IN_LOG": str(tmp_path / "log"), "STAND_IN_DOCKER_API": "1.43",
-           "STAND_IN_KIND_VERSION": "0.32.0", "NO_COLOR": "1"}
-    done = subprocess.run([command, "preflight", "--stack", "old"], cwd=project, env=env, capture_output=True, text=True,
-                          timeout=60, check=False)
+    project = project_with(tmp_path, "old", f"config:\n  localdev:nodeImage: {old_image}\n")
+    done = preflight(tmp_path, ("docker", "kind", "pulumi"), "--stack", "old", cwd=project, STAND_IN_KIND_VERSION="0.32.0")
     assert done.returncode == 0, done.stderr  # kind 0.32 is fine for a v1.36 node image
     assert kind_needed("kindest/node:v1.37.0@sha256:" + "a" * 64) == (0, 33, 0)
     assert kind_needed("kindest/node:v1.36.1") is None
@@ -102,21 +105,9 @@ def test_old_python_is_named() -> None:
 
 
 def test_a_broken_stack_file_is_one_more_problem_and_a_missing_one_none(tmp_path: Path) -> None:
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
-    (project / "Pulumi.dev.yaml").write_text("config:\n\tlocaldev:workers: 1\n")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name in ("docker", "kind", "pulumi"):
-        (bin_dir / name).symlink_to(STAND_INS / name)
-    command = tool("localdev", "install the project into the venv: .venv/bin/pip install -e .")
-    env = {"PATH": str(bin_dir), "HOME": str(tmp_path), "STAND_IN_LOG": str(tmp_path / "log"), "STAND_IN_DOCKER_API": "1.43",
-           "STAND_IN_KIND_VERSION": "0.33.0", "NO_COLOR": "1"}
-    broken = subprocess.run([command, "preflight", "--stack", "dev"], cwd=project, env=env, capture_output=True, text=True,
-                            timeout=60, check=False)
+    project = project_with(tmp_path, "dev", "config:\n\tlocaldev:workers: 1\n")
+    broken = preflight(tmp_path, ("docker", "kind", "pulumi"), "--stack", "dev", cwd=project)
     assert broken.returncode == 1
     assert broken.stderr.splitlines() == ["✗ Pulumi.dev.yaml line 2: a tab indents this line. Fix: indent with spaces, not tabs"]
-    new = subprocess.run([command, "preflight", "--stack", "prod"], cwd=project, env=env, capture_output=True, text=True,
-                         timeout=60, check=False)
+    new = preflight(tmp_path, ("docker", "kind", "pulumi"), "--stack", "prod", cwd=project)
     assert new.returncode == 0, new.stderr
